@@ -1,0 +1,17 @@
+"""LightningDataModules for every dataset the experiments use."""
+
+from datasets.base import DataModule
+from datasets.cifar import CIFARDataModule
+from datasets.digits import DigitsDataModule
+from datasets.imagenet import ImageNetDataModule
+from datasets.mnist import MNISTDataModule
+from datasets.mnist1d import MNIST1DDataModule
+
+__all__ = [
+    "CIFARDataModule",
+    "DataModule",
+    "DigitsDataModule",
+    "ImageNetDataModule",
+    "MNIST1DDataModule",
+    "MNISTDataModule",
+]
