@@ -1,0 +1,1 @@
+"""Training machinery: configuration checks, tasks, loggers, checkpoints, entry points."""
