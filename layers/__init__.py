@@ -4,6 +4,7 @@ One family per sub-package; each has a pure-PyTorch reference path and, where it
 a compiled fast path chosen automatically.
 """
 
+from layers.box import BoxConv2d, box_conv2d
 from layers.factory import ConvFactory, standard_conv
 
-__all__ = ["ConvFactory", "standard_conv"]
+__all__ = ["BoxConv2d", "ConvFactory", "box_conv2d", "standard_conv"]

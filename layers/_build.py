@@ -1,0 +1,62 @@
+"""Build-on-first-use of the C++/CUDA extensions of every layer family.
+
+`load_extension` compiles the sources with `torch.utils.cpp_extension.load` the first
+time they are needed (later runs reuse the cached build in `$TORCH_EXTENSIONS_DIR`,
+rebuilding when a source changes) and returns the module; when the build fails it warns
+once, in one line, and returns `None` so the caller falls back to its PyTorch reference.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+_CACHE: dict[str, ModuleType | None] = {}
+_FAILURES: dict[str, str] = {}
+
+CPU_FLAGS = ["-O3", "-fopenmp"]
+CUDA_FLAGS = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
+
+
+class ExtensionUnavailable(RuntimeError):
+    """An extension was required (`impl="extension"`) but cannot be built."""
+
+
+def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | None:
+    """Build (first call) and import the extension `name`; `None` if it cannot be built."""
+    if name in _CACHE:
+        return _CACHE[name]
+    module = None
+    try:
+        from torch.utils.cpp_extension import load
+
+        if cuda:
+            os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
+        module = load(
+            name=name,
+            sources=[str(source) for source in sources],
+            extra_cflags=CPU_FLAGS,
+            extra_ldflags=["-fopenmp"],
+            extra_cuda_cflags=CUDA_FLAGS if cuda else None,
+            verbose=os.environ.get("FARCONV_VERBOSE_BUILD") == "1",
+        )
+    except Exception as error:  # compilers and loaders raise many types; all mean "unavailable"
+        reason = _summary(str(error))
+        _FAILURES[name] = reason
+        warnings.warn(f"farconv: cannot build the {name} extension ({reason}); using the PyTorch reference instead", stacklevel=3)
+    _CACHE[name] = module
+    return module
+
+
+def _summary(message: str) -> str:
+    """The compiler's first error line when there is one, else the message's first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line or "error " in line.lower()[:12]]
+    return (errors or lines or ["unknown error"])[0][:300]
+
+
+def failure_reason(name: str) -> str | None:
+    """Why `name` failed to build (after `load_extension` returned None)."""
+    return _FAILURES.get(name)

@@ -1,0 +1,104 @@
+"""The compiled box-convolution kernels, with the signatures of `layers/box/reference.py`.
+
+Python keeps the cheap orchestration (integral images with `cumsum`, inward rounding, box
+areas, dtype casts); the C++ (`csrc/box_conv_cpu.cpp`) or CUDA (`csrc/box_conv_cuda.cu`)
+extension does the per-pixel work: box sums for the forward pass, box sums summed over
+filters for the input gradient, and reduced edge derivatives for the box gradients. Both
+share the per-pixel math of `csrc/box_conv.h`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from layers._build import ExtensionUnavailable, failure_reason, load_extension
+from layers.box.reference import Coordinates, accumulation_dtype, box_area, effective_coordinates, integral_image, output_size
+
+SOURCES = Path(__file__).parent / "csrc"
+_BUILDS = {
+    "cpu": ("farconv_box_cpu", [SOURCES / "box_conv_cpu.cpp"]),
+    "cuda": ("farconv_box_cuda", [SOURCES / "box_conv_cuda.cpp", SOURCES / "box_conv_cuda.cu"]),
+}
+
+
+def _library(device: torch.device) -> ModuleType | None:
+    if device.type not in _BUILDS:
+        return None
+    name, sources = _BUILDS[device.type]
+    return load_extension(name, sources, cuda=device.type == "cuda")
+
+
+def available(device: torch.device, required: bool = False) -> bool:
+    """Whether the kernels for `device` are built (building them on first call).
+
+    With `required`, raise `ExtensionUnavailable` instead of returning False.
+    """
+    if _library(device) is not None:
+        return True
+    if required:
+        name = _BUILDS.get(device.type, (f"<none for {device.type}>",))[0]
+        raise ExtensionUnavailable(f"box_conv2d: impl='extension' but {name} is unavailable ({failure_reason(name)})")
+    return False
+
+
+def _edges(box: Coordinates) -> list[Tensor]:
+    """`[r_lo, r_hi, c_lo, c_hi]`: the box as half-open row and column ranges."""
+    x_min, x_max, y_min, y_max = box
+    return [x_min.contiguous(), (x_max + 1).contiguous(), y_min.contiguous(), (y_max + 1).contiguous()]
+
+
+def _prepare(input: Tensor, coordinates: Coordinates, exact: bool) -> tuple[Coordinates, Tensor]:
+    dtype = accumulation_dtype(input.dtype)
+    box = tuple(c.to(dtype) for c in effective_coordinates(*coordinates, exact))
+    return box, box_area(*box)
+
+
+def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tensor:
+    box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
+    scale = area.reciprocal() if normalize else torch.ones_like(area)
+    height, width = input.shape[-2:]
+    out = _library(input.device).box_sums(
+        integral_image(input).contiguous(), _edges(box), scale.contiguous(), stride[0], stride[1],
+        output_size(height, stride[0]), output_size(width, stride[1]), exact,
+    )  # fmt: skip
+    return out.to(input.dtype)
+
+
+def backward(grad_output, input, x_min, x_max, y_min, y_max, output, stride, normalize, exact, needs_input_grad, needs_box_grad):
+    box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
+    library = _library(input.device)
+    batch, channels, height, width = input.shape
+    filters = x_min.shape[1]
+    grad = grad_output.to(area.dtype)
+    scale = area.reciprocal() if normalize else torch.ones_like(area)
+
+    grad_input = None
+    if needs_input_grad:
+        spread = grad.reshape(batch, channels, filters, *grad.shape[-2:])
+        if stride != (1, 1):
+            spread = grad.new_zeros(batch, channels, filters, height, width)
+            spread[..., :: stride[0], :: stride[1]] = grad.reshape(batch, channels, filters, *grad.shape[-2:])
+        b_x_min, b_x_max, b_y_min, b_y_max = box
+        mirrored = (-b_x_max, -b_x_min, -b_y_max, -b_y_min)
+        grad_input = library.box_sums_reduced(
+            integral_image(spread).contiguous(), _edges(mirrored), scale.contiguous(), exact
+        ).to(input.dtype)
+
+    grad_box = None
+    if needs_box_grad:
+        weights = (grad.reshape(batch, channels, filters, *grad.shape[-2:]) * scale[..., None, None]).reshape(grad.shape)
+        slopes = library.box_slopes(integral_image(input).contiguous(), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
+        grad_box = list(slopes.unbind(0))
+        if normalize:
+            weighted = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))
+            height_of_box, width_of_box = box[1] - box[0] + 1, box[3] - box[2] + 1
+            grad_box[0] = grad_box[0] + weighted / height_of_box
+            grad_box[1] = grad_box[1] - weighted / height_of_box
+            grad_box[2] = grad_box[2] + weighted / width_of_box
+            grad_box[3] = grad_box[3] - weighted / width_of_box
+        grad_box = tuple(g.to(x_min.dtype) for g in grad_box)
+    return grad_input, grad_box
