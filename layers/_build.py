@@ -53,7 +53,7 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
 def _summary(message: str) -> str:
     """The compiler's first error line when there is one, else the message's first line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line or "error " in line.lower()[:12]]
+    errors = [line for line in lines if "error:" in line]
     return (errors or lines or ["unknown error"])[0][:300]
 
 

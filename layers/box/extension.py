@@ -92,7 +92,7 @@ def backward(grad_output, input, x_min, x_max, y_min, y_max, output, stride, nor
     if needs_box_grad:
         weights = (grad.reshape(batch, channels, filters, *grad.shape[-2:]) * scale[..., None, None]).reshape(grad.shape)
         slopes = library.box_slopes(integral_image(input).contiguous(), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
-        grad_box = list(slopes.unbind(0))
+        grad_box = [slope.clone() for slope in slopes.unbind(0)]  # separate tensors: op outputs may not alias
         if normalize:
             weighted = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))
             height_of_box, width_of_box = box[1] - box[0] + 1, box[3] - box[2] + 1

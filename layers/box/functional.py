@@ -82,8 +82,11 @@ def _box_conv2d_backward_op(
         grad_output.contiguous(), input, x_min, x_max, y_min, y_max, output,
         (stride_h, stride_w), normalize, exact, needs_input_grad, needs_box_grad,
     )  # fmt: skip
-    nothing = input.new_empty(0)
-    return [grad_input if grad_input is not None else nothing, *(grad_box if grad_box is not None else (nothing,) * 4)]
+    if grad_input is None:
+        grad_input = input.new_empty(0)
+    if grad_box is None:
+        grad_box = [input.new_empty(0) for _ in range(4)]  # distinct: op outputs may not alias
+    return [grad_input, *grad_box]
 
 
 @_box_conv2d_backward_op.register_fake

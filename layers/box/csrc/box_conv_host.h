@@ -1,9 +1,12 @@
-// Host-side argument checks shared by the CPU and CUDA bindings.
+// Host-side operators shared by the CPU and CUDA extensions: argument checks, output
+// allocation and the Python bindings, templated on the backend that runs the kernels.
 #pragma once
 
 #include <torch/extension.h>
 
 #include <vector>
+
+#include "box_conv_backends.h"
 
 namespace farconv {
 namespace box {
@@ -35,6 +38,57 @@ inline void check_scale(const at::Tensor& scale, const std::vector<at::Tensor>& 
   check_tensor(scale, "scale", 2, edges[0]);
   TORCH_CHECK(scale.sizes() == edges[0].sizes(), "box_conv2d extension: scale has shape ", scale.sizes(), ", boxes ",
               edges[0].sizes());
+}
+
+// integral (B, C, H+1, W+1) -> (B, C*F, out_h, out_w): scale[c, f] * box sum of box (c, f).
+template <class Backend>
+at::Tensor box_sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                    int64_t stride_h, int64_t stride_w, int64_t out_h, int64_t out_w, bool exact) {
+  check_tensor(integral, "integral", 4, integral);
+  check_edges(edges, integral, integral.size(1));
+  check_scale(scale, edges);
+  TORCH_CHECK(stride_h >= 1 && stride_w >= 1, "box_conv2d extension: strides must be >= 1");
+  auto out = at::empty({integral.size(0), integral.size(1) * scale.size(1), out_h, out_w}, integral.options());
+  if (out.numel() > 0) Backend::sums(integral, edges, scale, out, stride_h, stride_w, exact);
+  return out;
+}
+
+// integral (B, C, F, H+1, W+1) -> (B, C, H, W): sum over f of scale[c, f] * box sum of plane (b, c, f).
+template <class Backend>
+at::Tensor box_sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                            bool exact) {
+  check_tensor(integral, "integral", 5, integral);
+  check_edges(edges, integral, integral.size(1));
+  check_scale(scale, edges);
+  TORCH_CHECK(integral.size(2) == scale.size(1), "box_conv2d extension: integral has ", integral.size(2),
+              " filters, boxes ", scale.size(1));
+  auto out = at::empty({integral.size(0), integral.size(1), integral.size(3) - 1, integral.size(4) - 1},
+                       integral.options());
+  if (out.numel() > 0) Backend::sums_reduced(integral, edges, scale, out, exact);
+  return out;
+}
+
+// integral (B, C, H+1, W+1), weights (B, C*F, H_out, W_out) -> (4, C, F): the sum over (b, i, j)
+// of weights * d box_sum / d (x_min, x_max, y_min, y_max).
+template <class Backend>
+at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights,
+                      int64_t stride_h, int64_t stride_w, bool exact) {
+  check_tensor(integral, "integral", 4, integral);
+  check_tensor(weights, "weights", 4, integral);
+  check_edges(edges, integral, integral.size(1));
+  const int64_t boxes = edges[0].numel();
+  TORCH_CHECK(weights.size(0) == integral.size(0) && weights.size(1) == boxes, "box_conv2d extension: weights ",
+              weights.sizes(), " do not match ", integral.size(0), " x ", boxes, " boxes");
+  auto out = at::zeros({4, edges[0].size(0), edges[0].size(1)}, integral.options());
+  if (weights.numel() > 0) Backend::slopes(integral, edges, weights, out, stride_h, stride_w, exact);
+  return out;
+}
+
+template <class Backend>
+void bind(pybind11::module& m) {
+  m.def("box_sums", &box_sums<Backend>, "scaled box sums of every (batch, channel, filter) plane");
+  m.def("box_sums_reduced", &box_sums_reduced<Backend>, "box sums summed over filters");
+  m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives of the box sums, per box");
 }
 
 }  // namespace box

@@ -1,0 +1,32 @@
+// The kernel entry points each backend implements: CpuBackend in box_conv_cpu.cpp,
+// CudaBackend in box_conv_cuda.cu. Arguments are checked and outputs allocated by the
+// shared host code (box_conv_host.h); `edges` are the (C, F) tensors r_lo, r_hi, c_lo, c_hi.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace farconv {
+namespace box {
+
+#define FARCONV_DECLARE_BOX_BACKEND(Name)                                                                          \
+  struct Name {                                                                                                    \
+    /* out (B, C*F, H_out, W_out) = scale * box sums of integral (B, C, H+1, W+1) */                               \
+    static void sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,    \
+                     at::Tensor& out, int stride_h, int stride_w, bool exact);                                      \
+    /* out (B, C, H, W) = sum over f of scale * box sums of integral (B, C, F, H+1, W+1) */                        \
+    static void sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges,                     \
+                             const at::Tensor& scale, at::Tensor& out, bool exact);                                 \
+    /* out (4, C, F) = sum over (b, i, j) of weights * d box sum / d edge, zero-initialised by the caller */       \
+    static void slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights, \
+                       at::Tensor& out, int stride_h, int stride_w, bool exact);                                    \
+  };
+
+FARCONV_DECLARE_BOX_BACKEND(CpuBackend)
+FARCONV_DECLARE_BOX_BACKEND(CudaBackend)
+
+#undef FARCONV_DECLARE_BOX_BACKEND
+
+}  // namespace box
+}  // namespace farconv
