@@ -9,6 +9,7 @@ once, in one line, and returns `None` so the caller falls back to its PyTorch re
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -30,11 +31,11 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
         return _CACHE[name]
     module = None
     try:
-        from torch.utils.cpp_extension import load
+        from torch.utils import cpp_extension
 
         if cuda:
-            os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
-        module = load(
+            cpp_extension.CUDA_HOME = cuda_home() or cpp_extension.CUDA_HOME
+        module = cpp_extension.load(
             name=name,
             sources=[str(source) for source in sources],
             extra_cflags=CPU_FLAGS,
@@ -48,6 +49,21 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
         warnings.warn(f"farconv: cannot build the {name} extension ({reason}); using the PyTorch reference instead", stacklevel=3)
     _CACHE[name] = module
     return module
+
+
+def _is_toolkit(path: Path) -> bool:
+    libraries = [path / folder / "libcudart.so" for folder in ("lib64", "lib")]
+    return (path / "include" / "cuda_runtime.h").is_file() and any(library.exists() for library in libraries)
+
+
+def cuda_home() -> str | None:
+    """The CUDA toolkit to build with: `$CUDA_HOME`, `$CUDA_PATH`, the one holding the
+    `nvcc` on PATH, or `/usr/local/cuda`, whichever first has the runtime headers and
+    library (an `nvcc` wrapper in `/usr/local/bin` must not make `/usr/local` the toolkit)."""
+    nvcc = shutil.which("nvcc")
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    candidates += [str(Path(os.path.realpath(nvcc)).parent.parent) if nvcc else None, "/usr/local/cuda"]
+    return next((candidate for candidate in candidates if candidate and _is_toolkit(Path(candidate))), None)
 
 
 def _summary(message: str) -> str:
