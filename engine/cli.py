@@ -56,10 +56,13 @@ def choices_of(cfg: DictConfig) -> dict[str, Any]:
 
 def check_command_line(overrides: Sequence[str], config_name: str = "config") -> None:
     """Compose and validate the non-sweep overrides; raise `ConfigError` on any problem."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as error:
-        raise ConfigError(_first_line(str(error))) from error
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed += parser.parse_overrides([text])
+        except HydraException as error:
+            raise ConfigError(f"cannot parse the override '{text}': {_first_line(str(error))}") from error
     plain = [text for text, override in zip(overrides, parsed) if not override.is_sweep_override()]
     try:
         cfg = compose(plain, config_name)

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
 from engine.checkpointing import AtomicCheckpointIO, RandomStateCheckpoint, RunIdentity, find_resume_checkpoint, run_identity
@@ -62,8 +62,11 @@ class Experiment:
 
 def flatten_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved configuration (without Hydra's own node) as `{"train.lr": 0.001, ...}`."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
+    container = {
+        key: OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+        for key, node in cfg.items()
+        if key != "hydra"  # Hydra's node holds sweep-only keys that a single run leaves unset
+    }
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -110,7 +113,7 @@ def build_experiment(
             load_net_weights(task, pretrained, strict=cfg.pretrained_strict)
         context = RunContext(run_dir=run_dir, name=cfg.name, config=flatten_config(cfg), debug=cfg.debug, wandb_run_id=wandb_run_id)
         loggers = [instantiate(node, context=context) for node in cfg.logger.values() if node is not None]
-        callbacks = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
+        callbacks = applicable_callbacks([instantiate(node) for node in cfg.callbacks.values() if node is not None], cfg, loggers)
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint):
                 callback.dirpath = str(run_dir / "checkpoints")
@@ -125,6 +128,16 @@ def build_experiment(
             **(DEBUG_LIMITS if cfg.debug else {}),
         )
     return Experiment(cfg, run_dir, datamodule, task, trainer, best, resume_from)
+
+
+def applicable_callbacks(callbacks: list[pl.Callback], cfg: DictConfig, loggers: list[Any]) -> list[pl.Callback]:
+    """Drop the configured callbacks this run cannot use: the progress bar when
+    `trainer.enable_progress_bar=false`, the learning-rate monitor without a logger."""
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
+    if not loggers:
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    return callbacks
 
 
 def check_net_fits_data(task: TaskModule, cfg: DictConfig, choices: dict[str, Any]) -> None:

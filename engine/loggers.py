@@ -47,8 +47,8 @@ def _wandb_host() -> str:
 def _has_api_key(host: str) -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    try:
-        return netrc.netrc().authenticators(host) is not None
+    try:  # W&B keeps its key in ~/.netrc, or in the file $NETRC names
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
 

@@ -1,0 +1,114 @@
+"""End to end: every net x compatible dataset trains (fast_dev_run), checkpoints reload,
+incompatible pairs stop with one clear line, and the default experiment runs as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import choices_of, compose
+from engine.config import ConfigError
+from engine.experiment import build_experiment
+from tests.conftest import HAS_SHARED_MNIST, QUICK, REPO, SHARED_DATA
+from tests.framework.fabricate import write_cifar, write_cifar100, write_image_folder
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Fabricated CIFAR-10/100 and ImageNet trees, plus a link to the real MNIST if present."""
+    root = tmp_path_factory.mktemp("data")
+    write_cifar(root)
+    write_cifar100(root)
+    write_image_folder(root, classes=4, per_class=4)
+    if HAS_SHARED_MNIST:
+        (root / "MNIST").symlink_to(SHARED_DATA / "MNIST")
+    return root
+
+
+def run(overrides: list[str], tmp_path: Path, data_root: Path | str = "data") -> dict[str, float]:
+    cfg = compose([*QUICK, f"paths.runs={tmp_path / 'runs'}", f"paths.data={data_root}", *overrides])
+    return build_experiment(cfg, tmp_path / "run", choices_of(cfg)).run()
+
+
+# Dataset-specific overrides that keep fast_dev_run quick on CPU.
+DATASET_OVERRIDES = {
+    "digits": [],
+    "mnist1d": [],
+    "mnist": [],
+    "cifar10": [],
+    "cifar100": [],
+    "imagenet": ["dataset.num_classes=4", "dataset.input_size=[64,64]", "dataset.val_fraction=0.25"],
+}
+COMPATIBLE = [
+    ("simple_cnn", dataset) for dataset in DATASET_OVERRIDES
+] + [
+    ("resnet20", "digits"), ("resnet20", "mnist"), ("resnet20", "cifar10"), ("resnet20", "cifar100"),
+    ("resnet18", "cifar10"), ("resnet18", "imagenet"), ("resnet50", "imagenet"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("net, dataset", COMPATIBLE)
+def test_fast_dev_run(net, dataset, tmp_path, data_root):
+    if dataset == "mnist" and not HAS_SHARED_MNIST:
+        pytest.skip("needs the real MNIST in ../shared/data")
+    metrics = run([f"net={net}", f"dataset={dataset}", "+trainer.fast_dev_run=true", *DATASET_OVERRIDES[dataset]], tmp_path, data_root)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("net, dataset", [("simple_cnn", "digits"), ("resnet20", "cifar10")])
+def test_fast_dev_run_with_box_convolutions(net, dataset, tmp_path, data_root):
+    metrics = run([f"net={net}", f"dataset={dataset}", "conv=box", "+trainer.fast_dev_run=true"], tmp_path, data_root)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["net=resnet20", "dataset=mnist1d"], "net=resnet20 cannot process dataset=mnist1d inputs of shape (2, 1, 40)"),
+        (["conv=box", "dataset=mnist1d"], "conv=box: only 2-D convolutions can become box convolutions"),
+        (["net.kernel_size=4"], "net: simple_cnn: kernel_size=4 must be odd"),
+        (["dataset=cifar10"], "CIFAR-10 not found"),
+        (["pretrained=/no/such.ckpt"], "pretrained=/no/such.ckpt: no such checkpoint file"),
+        (["resume=last"], "resume=last: no checkpoint matches"),
+    ],
+)
+def test_impossible_runs_stop_with_a_config_error(overrides, message, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        run(overrides, tmp_path, tmp_path / "empty")
+    assert message in str(error.value)
+
+
+def test_train_then_test_only_from_the_checkpoint(tmp_path):
+    trained = run(["train.epochs=2", "scheduler=constant"], tmp_path / "first")
+    best = sorted((tmp_path / "first" / "run" / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and (tmp_path / "first" / "run" / "checkpoints" / "last.ckpt").is_file()
+    tested = run(["train.do=false", f"pretrained={best[0]}"], tmp_path / "second")
+    assert tested["test/acc"] == pytest.approx(trained["test/acc"])
+
+
+def test_pretrained_checkpoint_that_does_not_fit_is_rejected(tmp_path):
+    run(["train.epochs=1"], tmp_path / "first")
+    best = next((tmp_path / "first" / "run" / "checkpoints").glob("best-*.ckpt"))
+    with pytest.raises(ConfigError, match="does not fit the net"):
+        run(["train.do=false", f"pretrained={best}", "net.widths=[16,32]"], tmp_path / "second")
+
+
+def test_corrupt_checkpoint_is_rejected(tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match=f"cannot read checkpoint {broken}"):
+        run(["train.do=false", f"pretrained={broken}"], tmp_path)
+
+
+def test_default_experiment_command_reports_test_accuracy(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run_experiment.py", "train.epochs=3", "logger=none", f"paths.runs={tmp_path}", "trainer.enable_progress_bar=false"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    accuracy_lines = [line for line in result.stdout.splitlines() if line.startswith("Test accuracy: ")]
+    assert len(accuracy_lines) == 1
+    assert float(accuracy_lines[0].split()[-1].rstrip("%")) > 80.0
