@@ -2,6 +2,7 @@
 
 from datasets.base import DataModule
 from datasets.cifar import CIFARDataModule
+from datasets.cityscapes import CityscapesDataModule
 from datasets.digits import DigitsDataModule
 from datasets.imagenet import ImageNetDataModule
 from datasets.mnist import MNISTDataModule
@@ -9,6 +10,7 @@ from datasets.mnist1d import MNIST1DDataModule
 
 __all__ = [
     "CIFARDataModule",
+    "CityscapesDataModule",
     "DataModule",
     "DigitsDataModule",
     "ImageNetDataModule",

@@ -146,6 +146,9 @@ class DataModule(pl.LightningDataModule):
             "num_workers": self.num_workers,
             "pin_memory": self.pin_memory,
             "persistent_workers": self.num_workers > 0,
+            # Worker seeds come from this generator, not the global RNG, so starting an
+            # epoch draws nothing from the RNG that dropout uses (resumed runs stay exact).
+            "generator": torch.Generator().manual_seed(self.seed),
         }
 
     def check_classes(self, targets: torch.Tensor, source: str) -> None:

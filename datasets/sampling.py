@@ -6,9 +6,9 @@ It yields `(index, sample_seed)` keys; `AugmentedDataset` seeds each sample's ra
 augmentation with `sample_seed`, so a sample looks the same whatever the number of
 workers, the rank or the point a run was resumed from.
 
-`ResumableDataLoader` exposes `state_dict`/`load_state_dict`, which Lightning stores in
-every checkpoint and restores on resume, so an interrupted epoch continues exactly where
-it stopped.
+`ResumableDataLoader` exposes `state_dict`/`load_state_dict` (saved with every checkpoint
+and restored on resume by `engine.checkpointing.ResumeStateCheckpoint`), so an
+interrupted epoch continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ class EpochSampler(Sampler[SampleKey]):
 class ResumableDataLoader(DataLoader):
     """A `DataLoader` over an `EpochSampler` that remembers its position in the epoch.
 
-    Lightning calls `state_dict()` when it saves a checkpoint and `load_state_dict()` when
-    it resumes from one; the next epoch iteration then skips the batches already consumed.
+    After `load_state_dict(state)`, the next pass over the loader skips the batches that
+    `state` records as consumed (the position is read at the first batch, so loading the
+    state after `iter()` but before `next()` works too).
     """
 
     def __init__(self, dataset: Dataset, *, sampler: EpochSampler, **kwargs: Any) -> None:

@@ -2,8 +2,9 @@
 
 - `AtomicCheckpointIO` writes every checkpoint beside its target and renames it into
   place, so a crash mid-write never leaves a truncated file and the previous one survives.
-- `RandomStateCheckpoint` stores the RNG states in each checkpoint and restores them on
-  resume, so dropout and other random draws continue as in an uninterrupted run.
+- `ResumeStateCheckpoint` stores what Lightning does not restore exactly, the RNG states
+  and the position of the training loader in its epoch, and restores them on resume, so
+  a resumed run draws the same random numbers and batches as an uninterrupted one.
 - `RunIdentity` stores the W&B run id, so a resumed run continues the same W&B run.
 - `find_resume_checkpoint` resolves `resume=last|<path>`.
 """
@@ -66,23 +67,34 @@ def _restore_random_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class RandomStateCheckpoint(pl.Callback):
-    """Saves the torch/NumPy/Python RNG states with each checkpoint; restores them when
-    training resumes from one (after the restore, just before the first batch)."""
+class ResumeStateCheckpoint(pl.Callback):
+    """Saves the RNG states and the training loader's position with each checkpoint and
+    restores both when training resumes from one, just before the first batch.
+
+    Lightning saves the state of a stateful loader too, but does not load it when the
+    loader was already built to count the training steps (`estimated_stepping_batches`,
+    which the LR schedules use), so the position is carried here.
+    """
 
     def __init__(self) -> None:
-        self._pending: dict[str, Any] | None = None
+        self._pending: dict[str, Any] = {}
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["random_states"] = _collect_random_states()
+        loader = trainer.train_dataloader
+        if trainer.training and hasattr(loader, "state_dict"):
+            checkpoint["train_loader"] = loader.state_dict()
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self._pending = checkpoint.get("random_states")
+        self._pending = {key: checkpoint[key] for key in ("random_states", "train_loader") if key in checkpoint}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._pending is not None:
-            _restore_random_states(self._pending)
-            self._pending = None
+        if "random_states" in self._pending:
+            _restore_random_states(self._pending["random_states"])
+        loader = trainer.train_dataloader
+        if "train_loader" in self._pending and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(self._pending["train_loader"])
+        self._pending = {}
 
 
 class RunIdentity(pl.Callback):

@@ -18,10 +18,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from engine.checkpointing import AtomicCheckpointIO, RandomStateCheckpoint, RunIdentity, find_resume_checkpoint, run_identity
+from engine.checkpointing import AtomicCheckpointIO, ResumeStateCheckpoint, RunIdentity, find_resume_checkpoint, run_identity
 from engine.cli import reporting_user_errors
 from engine.config import ConfigError
-from engine.loggers import RunContext
+from engine.loggers import RunContext, finish_runs
 from engine.tasks import TaskModule
 
 DEBUG_LIMITS = {
@@ -57,6 +57,7 @@ class Experiment:
         results = self.trainer.test(self.task, datamodule=self.datamodule, ckpt_path=test_checkpoint)
         metrics = {key: float(value) for key, value in (results[0] if results else {}).items()}
         _report(metrics)
+        finish_runs(self.trainer.loggers)
         return metrics
 
 
@@ -112,13 +113,14 @@ def build_experiment(
         if pretrained is not None:
             load_net_weights(task, pretrained, strict=cfg.pretrained_strict)
         context = RunContext(run_dir=run_dir, name=cfg.name, config=flatten_config(cfg), debug=cfg.debug, wandb_run_id=wandb_run_id)
-        loggers = [instantiate(node, context=context) for node in cfg.logger.values() if node is not None]
+        # partials: a dataclass passed through instantiate() would become a DictConfig
+        loggers = [instantiate(node, _partial_=True)(context=context) for node in cfg.logger.values() if node is not None]
         callbacks = applicable_callbacks([instantiate(node) for node in cfg.callbacks.values() if node is not None], cfg, loggers)
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint):
                 callback.dirpath = str(run_dir / "checkpoints")
         best = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
-        callbacks += [RandomStateCheckpoint(), RunIdentity(), *extra_callbacks]
+        callbacks += [ResumeStateCheckpoint(), RunIdentity(), *extra_callbacks]
         trainer = instantiate(
             cfg.trainer,
             callbacks=callbacks,

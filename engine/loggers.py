@@ -112,3 +112,11 @@ def wandb_logger(
         id=context.wandb_run_id,
         config=context.config,
     )
+
+
+def finish_runs(loggers: Sequence[Any]) -> None:
+    """Close the W&B runs of `loggers`, so that the next experiment in this process
+    (a Hydra multirun, a test) starts its own run instead of reusing this one."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()

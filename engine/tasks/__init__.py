@@ -2,5 +2,6 @@
 
 from engine.tasks.base import TaskModule
 from engine.tasks.classification import ClassificationTask
+from engine.tasks.segmentation import SegmentationTask
 
-__all__ = ["ClassificationTask", "TaskModule"]
+__all__ = ["ClassificationTask", "SegmentationTask", "TaskModule"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from datasets.cifar import CIFAR10, CIFAR100, CifarRelease
+from datasets.cityscapes import IMAGE_SUFFIX, LABEL_ID_TO_TRAIN_ID, LABEL_SUFFIX, PALETTE
 
 
 def write_cifar(root: Path, release: CifarRelease = CIFAR10, images_per_file: int = 20, num_classes: int = 10, seed: int = 0) -> Path:
@@ -42,3 +44,51 @@ def write_image_folder(root: Path, classes: int = 3, per_class: int = 6, size: t
                 pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{index}.png")
     return root
+
+# Label ids the default label maps draw from: every evaluated class, plus "unlabeled" (0)
+# and "parking" (9), which are ignored.
+SAMPLED_LABEL_IDS = np.array([0, 7, 8, 9, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33], dtype=np.uint8)
+
+LabelMaker = Callable[[str, str, int], np.ndarray]
+
+
+def random_blocks(size: tuple[int, int], block: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 `(H, W)` label ids, constant over `block x block` squares."""
+    rows, cols = -(-size[0] // block), -(-size[1] // block)
+    coarse = rng.choice(SAMPLED_LABEL_IDS, size=(rows, cols))
+    return np.kron(coarse, np.ones((block, block), dtype=np.uint8))[: size[0], : size[1]]
+
+
+def color_of_labels(label_ids: np.ndarray) -> np.ndarray:
+    """uint8 `(H, W, 3)`: the palette colour of each pixel's train id, black where ignored."""
+    colors = np.concatenate([PALETTE.numpy(), np.zeros((256 - len(PALETTE), 3), dtype=np.uint8)])
+    return colors[LABEL_ID_TO_TRAIN_ID.numpy()[label_ids]]
+
+
+def make_cityscapes_tree(
+    root: Path,
+    cities: Sequence[str] = ("aachen", "bremen"),
+    images_per_city: int = 3,
+    size: tuple[int, int] = (32, 64),
+    splits: Sequence[str] = ("train", "val"),
+    label_ids: LabelMaker | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write `<root>/cityscapes/{leftImg8bit,gtFine}/<split>/<city>/` PNGs; returns `<root>/cityscapes`.
+
+    `label_ids(split, city, index)` gives each frame's uint8 `(H, W)` label ids (default:
+    random 8 x 8 blocks). Every image pixel has the palette colour of its class (black where
+    ignored), so a sample's mask can be recovered from its image.
+    """
+    rng = np.random.default_rng(seed)
+    folder = root / "cityscapes"
+    for split in splits:
+        for city in cities:
+            (folder / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
+            (folder / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
+            for index in range(images_per_city):
+                labels = label_ids(split, city, index) if label_ids else random_blocks(size, 8, rng)
+                frame = f"{city}_{index:06d}_000019"
+                Image.fromarray(color_of_labels(labels)).save(folder / "leftImg8bit" / split / city / f"{frame}{IMAGE_SUFFIX}")
+                Image.fromarray(labels).save(folder / "gtFine" / split / city / f"{frame}{LABEL_SUFFIX}")
+    return folder

@@ -13,7 +13,7 @@ from engine.cli import choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
 from tests.conftest import HAS_SHARED_MNIST, QUICK, REPO, SHARED_DATA
-from tests.framework.fabricate import write_cifar, write_cifar100, write_image_folder
+from tests.framework.fabricate import make_cityscapes_tree, write_cifar, write_cifar100, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def data_root(tmp_path_factory) -> Path:
     write_cifar(root)
     write_cifar100(root)
     write_image_folder(root, classes=4, per_class=4)
+    make_cityscapes_tree(root, images_per_city=4, size=(32, 64))
     if HAS_SHARED_MNIST:
         (root / "MNIST").symlink_to(SHARED_DATA / "MNIST")
     return root
@@ -58,6 +59,16 @@ def test_fast_dev_run(net, dataset, tmp_path, data_root):
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
+SEGMENTATION_NETS = ["enet", "boxenet", "boxonlyenet", "enet_minus", "erfnet", "boxerfnet"]
+
+
+@pytest.mark.parametrize("net", SEGMENTATION_NETS)
+def test_fast_dev_run_segmentation(net, tmp_path, data_root):
+    overrides = [f"net={net}", "dataset=cityscapes", "dataset.input_size=[32,64]", "train.batch_size=2", "dataset.pin_memory=false"]
+    metrics = run([*overrides, "+trainer.fast_dev_run=true"], tmp_path, data_root)
+    assert 0.0 <= metrics["test/miou"] <= 1.0 and "test/pixel_acc" in metrics
+
+
 @pytest.mark.parametrize("net, dataset", [("simple_cnn", "digits"), ("resnet20", "cifar10")])
 def test_fast_dev_run_with_box_convolutions(net, dataset, tmp_path, data_root):
     metrics = run([f"net={net}", f"dataset={dataset}", "conv=box", "+trainer.fast_dev_run=true"], tmp_path, data_root)
@@ -68,6 +79,8 @@ def test_fast_dev_run_with_box_convolutions(net, dataset, tmp_path, data_root):
     "overrides, message",
     [
         (["net=resnet20", "dataset=mnist1d"], "net=resnet20 cannot process dataset=mnist1d inputs of shape (2, 1, 40)"),
+        (["net=enet"], "net=enet maps dataset=digits inputs (2, 1, 8, 8) to (2, 10, 8, 8), but task=classification needs (2, 10)"),
+        (["dataset=cityscapes"], "Cityscapes not found: "),
         (["conv=box", "dataset=mnist1d"], "conv=box: only 2-D convolutions can become box convolutions"),
         (["net.kernel_size=4"], "net: simple_cnn: kernel_size=4 must be odd"),
         (["dataset=cifar10"], "CIFAR-10 not found"),
