@@ -156,6 +156,22 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     assert sorted(index for index, _ in first) == list(range(50))
 
 
+def shares_of_ranks(num_samples: int, world_size: int, monkeypatch) -> list[list[int]]:
+    shares = []
+    for rank in range(world_size):
+        monkeypatch.setattr("datasets.sampling._rank_and_world_size", lambda rank=rank: (rank, world_size))
+        shares.append([index for index, _ in EpochSampler(num_samples, shuffle=True, seed=0)])
+    return shares
+
+
+def test_ranks_split_an_epoch(monkeypatch):
+    shares = shares_of_ranks(12, 3, monkeypatch)
+    assert sorted(sum(shares, [])) == list(range(12))  # a partition when the size divides evenly
+    shares = shares_of_ranks(10, 3, monkeypatch)
+    assert [len(share) for share in shares] == [4, 4, 4]  # padded by wrapping around
+    assert set(sum(shares, [])) == set(range(10)) and len(sum(shares, [])) == 12
+
+
 def test_resumable_loader_continues_mid_epoch():
     dataset = AugmentedDataset(torch.utils.data.TensorDataset(torch.arange(40), torch.zeros(40)))
     uninterrupted = [batch[0].tolist() for batch in ResumableDataLoader(dataset, sampler=EpochSampler(40, shuffle=True, seed=1), batch_size=4)]

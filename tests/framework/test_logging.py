@@ -1,0 +1,84 @@
+"""Loggers: a real offline W&B run (checked on disk), the CSV logger, and the rules that
+keep W&B from hanging on a machine without network or account."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import time
+
+import pytest
+import yaml
+
+from engine.cli import choices_of, compose
+from engine.experiment import build_experiment
+from engine.loggers import host_reachable, resolve_wandb_mode
+from tests.conftest import QUICK
+from tests.framework.wandb_log import read_wandb_log
+
+
+def run(overrides, tmp_path):
+    cfg = compose([*QUICK, "train.epochs=1", f"paths.runs={tmp_path}", *overrides])
+    experiment = build_experiment(cfg, tmp_path / "run", choices_of(cfg))
+    return experiment, experiment.run()
+
+
+def test_offline_wandb_run_writes_config_history_and_tags(tmp_path):
+    experiment, metrics = run(["logger=wandb", "logger.wandb.tags=[unit-test]", "logger.wandb.group=tests"], tmp_path)
+    folders = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(folders) == 1, "auto mode without an API key must run offline, in the run folder"
+    log = read_wandb_log(next(folders[0].glob("run-*.wandb")))
+    assert log.run.project == "farconv" and list(log.run.tags) == ["unit-test"] and log.run.run_group == "tests"
+    assert log.run.display_name == "simple_cnn-digits"
+    assert log.config["train.lr"] == pytest.approx(3e-3)  # the flattened, resolved config
+    assert log.config["net._target_"] == "models.simple_cnn.SimpleCNN"
+    logged = {key for row in log.history for key in row}
+    assert {"train/loss_step", "val/acc", "val/loss", "lr-AdamW"} <= logged
+    test_rows = [row for row in log.history if "test/acc" in row]
+    assert test_rows and test_rows[-1]["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_csv_logger_writes_metrics_and_hyperparameters(tmp_path):
+    _, metrics = run(["logger=csv"], tmp_path)
+    version = tmp_path / "run" / "csv" / "version_0"
+    rows = list(csv.DictReader((version / "metrics.csv").open()))
+    test_rows = [row for row in rows if row.get("test/acc")]
+    assert float(test_rows[-1]["test/acc"]) == pytest.approx(metrics["test/acc"])
+    hyperparameters = yaml.safe_load((version / "hparams.yaml").read_text())
+    assert hyperparameters["train.epochs"] == 1
+
+
+def test_wandb_mode_rules(monkeypatch):
+    assert resolve_wandb_mode("auto", debug=False) == "offline"  # no API key here
+    assert resolve_wandb_mode("auto", debug=True) == "offline"
+    assert resolve_wandb_mode("disabled", debug=False) == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert resolve_wandb_mode("offline", debug=False) == "online"  # the environment wins
+    with pytest.raises(ValueError, match="logger.wandb.mode='sometimes' is not one of auto, online, offline, disabled"):
+        resolve_wandb_mode("sometimes", debug=False)
+
+
+def test_wandb_goes_online_only_with_a_key_and_a_reachable_host(monkeypatch, tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    assert resolve_wandb_mode("auto", debug=False) == "offline"  # reachable, but no key
+    (tmp_path / "netrc").write_text("machine 127.0.0.1 login user password 0123456789\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    # the probe uses port 443 of the W&B host; loopback:443 is closed, so still offline
+    assert resolve_wandb_mode("auto", debug=False) == "offline"
+    server.close()
+
+
+def test_host_probe_answers_quickly_on_loopback():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert host_reachable("127.0.0.1", port, timeout=2.0)
+    server.close()
+    start = time.perf_counter()
+    assert not host_reachable("127.0.0.1", port, timeout=2.0)  # closed port: refused at once
+    assert time.perf_counter() - start < 2.5
