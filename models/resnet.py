@@ -16,22 +16,21 @@ from layers.factory import ConvFactory, standard_conv
 from models.common import global_avg_pool
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+class _ResidualBlock(nn.Module):
+    """`ReLU(residual(x) + shortcut(x))`; the shortcut is the identity or a strided 1x1 projection.
+
+    Subclasses build `residual` (ending in a BatchNorm) from `(in_channels, width, stride, conv)`.
+    """
 
     expansion = 1
 
-    def __init__(self, in_channels: int, width: int, stride: int, conv: ConvFactory) -> None:
+    def __init__(self, residual: nn.Sequential, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        out_channels = width * self.expansion
-        self.residual = nn.Sequential(
-            conv(in_channels, width, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            conv(width, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-        self.shortcut = _shortcut(in_channels, out_channels, stride)
+        self.residual = residual
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
         self.relu = nn.ReLU(inplace=True)
 
     def last_norm(self) -> nn.BatchNorm2d:
@@ -41,15 +40,30 @@ class BasicBlock(nn.Module):
         return self.relu(self.residual(x) + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int, conv: ConvFactory) -> None:
+        residual = nn.Sequential(
+            conv(in_channels, width, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            conv(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        super().__init__(residual, in_channels, width, stride)
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (strided), 1x1 expand by 4 (the torchvision "ResNet v1.5" stride placement)."""
 
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int, conv: ConvFactory) -> None:
-        super().__init__()
         out_channels = width * self.expansion
-        self.residual = nn.Sequential(
+        residual = nn.Sequential(
             nn.Conv2d(in_channels, width, 1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
@@ -59,20 +73,7 @@ class Bottleneck(nn.Module):
             nn.Conv2d(width, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
-        self.shortcut = _shortcut(in_channels, out_channels, stride)
-        self.relu = nn.ReLU(inplace=True)
-
-    def last_norm(self) -> nn.BatchNorm2d:
-        return self.residual[-1]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
-
-
-def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    if stride == 1 and in_channels == out_channels:
-        return nn.Identity()
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+        super().__init__(residual, in_channels, out_channels, stride)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -145,7 +146,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, (BasicBlock, Bottleneck)):
+                if isinstance(module, _ResidualBlock):
                     nn.init.zeros_(module.last_norm().weight)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -16,7 +16,15 @@ import torch
 from torch import Tensor
 
 from layers._build import ExtensionUnavailable, failure_reason, load_extension
-from layers.box.reference import Coordinates, accumulation_dtype, box_area, effective_coordinates, integral_image, output_size
+from layers.box.reference import (
+    Coordinates,
+    accumulation_dtype,
+    add_area_gradients,
+    box_area,
+    effective_coordinates,
+    integral_image,
+    output_size,
+)
 
 SOURCES = Path(__file__).parent / "csrc"
 _BUILDS = {
@@ -94,11 +102,7 @@ def backward(grad_output, input, x_min, x_max, y_min, y_max, output, stride, nor
         slopes = library.box_slopes(integral_image(input).contiguous(), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
         grad_box = [slope.clone() for slope in slopes.unbind(0)]  # separate tensors: op outputs may not alias
         if normalize:
-            weighted = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))
-            height_of_box, width_of_box = box[1] - box[0] + 1, box[3] - box[2] + 1
-            grad_box[0] = grad_box[0] + weighted / height_of_box
-            grad_box[1] = grad_box[1] - weighted / height_of_box
-            grad_box[2] = grad_box[2] + weighted / width_of_box
-            grad_box[3] = grad_box[3] - weighted / width_of_box
+            grad_dot_output = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))
+            grad_box = add_area_gradients(grad_box, grad_dot_output, box)
         grad_box = tuple(g.to(x_min.dtype) for g in grad_box)
     return grad_input, grad_box

@@ -60,6 +60,23 @@ def box_area(x_min: Tensor, x_max: Tensor, y_min: Tensor, y_max: Tensor) -> Tens
     return (x_max - x_min + 1) * (y_max - y_min + 1)
 
 
+def add_area_gradients(grad_box: list[Tensor], grad_dot_output: Tensor, box: Coordinates) -> list[Tensor]:
+    """Box gradients of a normalised output: add the derivative of the `1 / area` factor.
+
+    `grad_dot_output` `(C, F)` is the sum over `(b, i, j)` of `grad_output * output`; since
+    `area = (x_max - x_min + 1)(y_max - y_min + 1)`, `d output / d x_max` gains
+    `-output / (x_max - x_min + 1)` and `d output / d x_min` the opposite (y alike).
+    """
+    x_min, x_max, y_min, y_max = box
+    height, width = x_max - x_min + 1, y_max - y_min + 1
+    return [
+        grad_box[0] + grad_dot_output / height,
+        grad_box[1] - grad_dot_output / height,
+        grad_box[2] + grad_dot_output / width,
+        grad_box[3] - grad_dot_output / width,
+    ]
+
+
 def _resized(shape: torch.Size | list[int], dim: int, size: int) -> list[int]:
     shape = list(shape)
     shape[dim] = size
@@ -233,11 +250,7 @@ def backward(
         ]
         if normalize:
             assert output is not None, "normalize=True needs the forward output for the box gradient"
-            weighted = (grad * output.to(dtype).reshape(grad.shape)).sum(dim=(0, 3, 4)) * area
-            height_of_box, width_of_box = b_x_max - b_x_min + 1, b_y_max - b_y_min + 1
-            grad_box[0] = grad_box[0] + weighted / height_of_box
-            grad_box[1] = grad_box[1] - weighted / height_of_box
-            grad_box[2] = grad_box[2] + weighted / width_of_box
-            grad_box[3] = grad_box[3] - weighted / width_of_box
+            grad_dot_output = (grad * output.to(dtype).reshape(grad.shape)).sum(dim=(0, 3, 4)) * area  # undo the 1/area of grad
+            grad_box = add_area_gradients(grad_box, grad_dot_output, box)
         grad_box = tuple(g.to(x_min.dtype) for g in grad_box)
     return grad_input, grad_box
