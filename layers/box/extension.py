@@ -1,10 +1,10 @@
 """The compiled box-convolution kernels, with the signatures of `layers/box/reference.py`.
 
-Python keeps the cheap orchestration (integral images with `cumsum`, inward rounding, box
-areas, dtype casts); the C++ (`csrc/box_conv_cpu.cpp`) or CUDA (`csrc/box_conv_cuda.cu`)
-extension does the per-pixel work: box sums for the forward pass, box sums summed over
-filters for the input gradient, and reduced edge derivatives for the box gradients. Both
-share the per-pixel math of `csrc/box_conv.h`.
+Python keeps the cheap orchestration (inward rounding, box areas, dtype casts); the C++
+(`csrc/box_conv_cpu.cpp`) or CUDA (`csrc/box_conv_cuda.cu`) extension does the work per
+pixel: integral images, box sums for the forward pass, box sums summed over filters for
+the input gradient, and reduced edge derivatives for the box gradients. Both follow the
+interpolation and slope rules of `csrc/box_conv.h`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from layers.box.reference import (
     add_area_gradients,
     box_area,
     effective_coordinates,
-    integral_image,
     output_size,
 )
 
@@ -69,8 +68,9 @@ def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tens
     box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
     scale = area.reciprocal() if normalize else torch.ones_like(area)
     height, width = input.shape[-2:]
-    out = _library(input.device).box_sums(
-        integral_image(input).contiguous(), _edges(box), scale.contiguous(), stride[0], stride[1],
+    library = _library(input.device)
+    out = library.box_sums(
+        library.integral_image(input), _edges(box), scale.contiguous(), stride[0], stride[1],
         output_size(height, stride[0]), output_size(width, stride[1]), exact,
     )  # fmt: skip
     return out.to(input.dtype)
@@ -93,13 +93,13 @@ def backward(grad_output, input, x_min, x_max, y_min, y_max, output, stride, nor
         b_x_min, b_x_max, b_y_min, b_y_max = box
         mirrored = (-b_x_max, -b_x_min, -b_y_max, -b_y_min)
         grad_input = library.box_sums_reduced(
-            integral_image(spread).contiguous(), _edges(mirrored), scale.contiguous(), exact
+            library.integral_image(spread), _edges(mirrored), scale.contiguous(), exact
         ).to(input.dtype)
 
     grad_box = None
     if needs_box_grad:
         weights = (grad.reshape(batch, channels, filters, *grad.shape[-2:]) * scale[..., None, None]).reshape(grad.shape)
-        slopes = library.box_slopes(integral_image(input).contiguous(), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
+        slopes = library.box_slopes(library.integral_image(input), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
         grad_box = [slope.clone() for slope in slopes.unbind(0)]  # separate tensors: op outputs may not alias
         if normalize:
             grad_dot_output = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))

@@ -1,4 +1,6 @@
-// Per-pixel math of the box convolution, shared verbatim by the CPU and CUDA kernels.
+// Math of the box convolution shared by the CPU and CUDA kernels: the interpolation rule
+// (`locate`, `lerp`), the one-sided slope rule (`slope_cell`) and the per-pixel evaluation
+// used by the CUDA kernels (the CPU kernels evaluate whole rows with the same rules).
 //
 // `S` is one zero-padded integral image plane of (H+1) x (W+1) values, row-major.
 // `P(r, c)`, its bilinear interpolation clamped to [0, H] x [0, W], is the integral of the
@@ -24,29 +26,45 @@ BOX_HOST_DEVICE acc_t clamp_position(acc_t t, int n) {
   return t < acc_t(0) ? acc_t(0) : (t > acc_t(n) ? acc_t(n) : t);
 }
 
+// Where a prefix position t, clamped to [0, n], falls: `fraction` of the way from entry
+// `cell` to entry `cell + 1` (cell <= n - 1, so both entries exist).
+template <typename acc_t>
+struct Taps {
+  int cell;
+  acc_t fraction;
+};
+
+template <typename acc_t>
+BOX_HOST_DEVICE Taps<acc_t> locate(acc_t t, int n) {
+  t = clamp_position(t, n);
+  int cell = static_cast<int>(floor(t));
+  cell = cell > n - 1 ? n - 1 : cell;
+  return {cell, t - acc_t(cell)};
+}
+
+// Linear interpolation of line[0], line[step], ..., line[n * step] at `at`.
+template <typename acc_t>
+BOX_HOST_DEVICE acc_t lerp(const acc_t* line, long step, Taps<acc_t> at) {
+  const acc_t low = line[at.cell * step];
+  return low + at.fraction * (line[(at.cell + 1) * step] - low);
+}
+
 // Linear interpolation of row `row` of S at column position `c`.
 template <typename acc_t, bool EXACT>
 BOX_HOST_DEVICE acc_t interpolate_column(const acc_t* S, int W, int row, acc_t c) {
   const acc_t* line = S + static_cast<long>(row) * (W + 1);
-  c = clamp_position(c, W);
-  if (!EXACT) return line[static_cast<int>(c)];
-  int cell = static_cast<int>(floor(c));
-  cell = cell > W - 1 ? W - 1 : cell;
-  const acc_t fraction = c - acc_t(cell);
-  return line[cell] + fraction * (line[cell + 1] - line[cell]);
+  if (!EXACT) return line[static_cast<int>(clamp_position(c, W))];
+  return lerp(line, 1, locate(c, W));
 }
 
 // Bilinear interpolation P(r, c).
 template <typename acc_t, bool EXACT>
 BOX_HOST_DEVICE acc_t interpolate(const acc_t* S, int H, int W, acc_t r, acc_t c) {
-  r = clamp_position(r, H);
-  if (!EXACT) return interpolate_column<acc_t, false>(S, W, static_cast<int>(r), c);
-  int cell = static_cast<int>(floor(r));
-  cell = cell > H - 1 ? H - 1 : cell;
-  const acc_t fraction = r - acc_t(cell);
-  const acc_t top = interpolate_column<acc_t, true>(S, W, cell, c);
-  const acc_t bottom = interpolate_column<acc_t, true>(S, W, cell + 1, c);
-  return top + fraction * (bottom - top);
+  if (!EXACT) return interpolate_column<acc_t, false>(S, W, static_cast<int>(clamp_position(r, H)), c);
+  const Taps<acc_t> at = locate(r, H);
+  const acc_t top = interpolate_column<acc_t, true>(S, W, at.cell, c);
+  const acc_t bottom = interpolate_column<acc_t, true>(S, W, at.cell + 1, c);
+  return top + at.fraction * (bottom - top);
 }
 
 // Sum of the image over the box [r_lo, r_hi) x [c_lo, c_hi), zero outside the image.
@@ -75,14 +93,8 @@ BOX_HOST_DEVICE acc_t row_slope(const acc_t* S, int W, int cell, acc_t c_lo, acc
 // Linear interpolation of column `column` of S at row position `r`.
 template <typename acc_t, bool EXACT>
 BOX_HOST_DEVICE acc_t interpolate_row(const acc_t* S, int H, int W, int column, acc_t r) {
-  r = clamp_position(r, H);
-  if (!EXACT) return S[static_cast<long>(r) * (W + 1) + column];
-  int cell = static_cast<int>(floor(r));
-  cell = cell > H - 1 ? H - 1 : cell;
-  const acc_t fraction = r - acc_t(cell);
-  const acc_t top = S[static_cast<long>(cell) * (W + 1) + column];
-  const acc_t bottom = S[static_cast<long>(cell + 1) * (W + 1) + column];
-  return top + fraction * (bottom - top);
+  if (!EXACT) return S[static_cast<long>(clamp_position(r, H)) * (W + 1) + column];
+  return lerp(S + column, W + 1, locate(r, H));
 }
 
 // d box_sum / d c_edge: the row-interpolated box column at `cell` (zero if cell < 0).

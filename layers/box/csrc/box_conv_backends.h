@@ -12,6 +12,8 @@ namespace box {
 
 #define FARCONV_DECLARE_BOX_BACKEND(Name)                                                                          \
   struct Name {                                                                                                    \
+    /* out (..., H+1, W+1) = zero-padded 2-D prefix sums of input (..., H, W), in out's (accumulation) dtype */     \
+    static void integral(const at::Tensor& input, at::Tensor& out);                                               \
     /* out (B, C*F, H_out, W_out) = scale * box sums of integral (B, C, H+1, W+1) */                               \
     static void sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,    \
                      at::Tensor& out, int stride_h, int stride_w, bool exact);                                      \

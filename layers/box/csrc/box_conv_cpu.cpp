@@ -1,7 +1,18 @@
-// CPU kernels of the box convolution (multi-threaded with at::parallel_for).
+// CPU kernels of the box convolution, multi-threaded with at::parallel_for.
+//
+// They work a row at a time. For output row i the two horizontal box edges fall at fixed
+// positions of the integral image S, so P(r_hi, .) - P(r_lo, .) is one "virtual row" of
+// W + 1 values, a blend of (at most) four rows of S computed in one vectorisable pass;
+// every output of the row is then two linear interpolations of it. Coordinate gradients
+// reduce the same way: a row slope is the difference of two rows of S, dotted with the
+// output gradients scattered onto the prefix columns; a column slope is a difference of
+// two entries of the virtual row. Cost per output: a handful of operations, whatever the
+// box size.
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "box_conv.h"
 #include "box_conv_host.h"
@@ -25,28 +36,96 @@ struct Edges {
         c_hi(edges[3].data_ptr<acc_t>()) {}
 };
 
-template <typename acc_t, bool EXACT>
-void sums_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
-                 int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
-  const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
-  at::parallel_for(0, B * C * F, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {  // (b * C + c) * F + f
-      const int64_t box = plane % (C * F);
-      const acc_t* S = integral + (plane / F) * plane_size;
-      acc_t* o = out + plane * out_h * out_w;
-      for (int i = 0; i < out_h; ++i) {
-        const acc_t row = acc_t(i * stride_h);
-        for (int j = 0; j < out_w; ++j) {
-          const acc_t column = acc_t(j * stride_w);
-          o[i * out_w + j] = scale[box] * box_sum<acc_t, EXACT>(S, H, W, row + e.r_lo[box], row + e.r_hi[box],
-                                                                column + e.c_lo[box], column + e.c_hi[box]);
+// One box, as the per-row work sees it, with buffers reused from row to row.
+template <typename acc_t>
+struct BoxRows {
+  const acc_t* S;  // integral image plane, (H + 1) x (W + 1)
+  int H, W, stride_h, out_w;
+  acc_t r_lo, r_hi;
+  std::vector<Taps<acc_t>> left, right;  // where each output column's box edges fall
+  std::vector<acc_t> row;                // the virtual row of the current output row
+
+  BoxRows(const acc_t* plane, int H, int W, acc_t r_lo, acc_t r_hi, acc_t c_lo, acc_t c_hi, int stride_h, int stride_w,
+          int out_w)
+      : S(plane), H(H), W(W), stride_h(stride_h), out_w(out_w), r_lo(r_lo), r_hi(r_hi), left(out_w), right(out_w), row(W + 1) {
+    for (int j = 0; j < out_w; ++j) {
+      left[j] = locate(acc_t(j * stride_w) + c_lo, W);
+      right[j] = locate(acc_t(j * stride_w) + c_hi, W);
+    }
+  }
+
+  const acc_t* line(int r) const { return S + static_cast<int64_t>(r) * (W + 1); }
+
+  // row[l] = P(i s + r_hi, l) - P(i s + r_lo, l) for every prefix column l.
+  void combine(int i) {
+    const Taps<acc_t> top = locate(acc_t(i * stride_h) + r_lo, H);
+    const Taps<acc_t> bottom = locate(acc_t(i * stride_h) + r_hi, H);
+    const acc_t *t0 = line(top.cell), *t1 = line(top.cell + 1);
+    const acc_t *b0 = line(bottom.cell), *b1 = line(bottom.cell + 1);
+    const acc_t ft = top.fraction, fb = bottom.fraction;
+    for (int l = 0; l <= W; ++l) {
+      row[l] = (b0[l] + fb * (b1[l] - b0[l])) - (t0[l] + ft * (t1[l] - t0[l]));
+    }
+  }
+
+  // The box sums of output row i, times `scale`, written to or added onto `out`.
+  template <bool ACCUMULATE>
+  void sums(int i, acc_t scale, acc_t* out) {
+    combine(i);
+    for (int j = 0; j < out_w; ++j) {
+      const acc_t value = scale * (lerp(row.data(), 1, right[j]) - lerp(row.data(), 1, left[j]));
+      if (ACCUMULATE) {
+        out[j] += value;
+      } else {
+        out[j] = value;
+      }
+    }
+  }
+};
+
+template <typename acc_t>
+acc_t dot(const acc_t* a, const acc_t* b, int n) {
+  acc_t total = 0;
+  for (int l = 0; l < n; ++l) total += a[l] * b[l];
+  return total;
+}
+
+template <typename scalar_t, typename acc_t>
+void integral_kernel(const scalar_t* input, acc_t* out, int64_t planes, int H, int W) {
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const scalar_t* x = input + plane * H * W;
+      acc_t* S = out + plane * (H + 1) * (W + 1);
+      std::fill(S, S + W + 1, acc_t(0));
+      for (int r = 0; r < H; ++r) {
+        const acc_t* above = S + r * (W + 1);
+        acc_t* current = S + (r + 1) * (W + 1);
+        acc_t running = 0;
+        current[0] = 0;
+        for (int c = 0; c < W; ++c) {
+          running += static_cast<acc_t>(x[r * W + c]);
+          current[c + 1] = above[c + 1] + running;
         }
       }
     }
   });
 }
 
-template <typename acc_t, bool EXACT>
+template <typename acc_t>
+void sums_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
+                 int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
+  const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
+  at::parallel_for(0, B * C * F, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {  // (b * C + c) * F + f
+      const int64_t box = plane % (C * F);
+      BoxRows<acc_t> rows(integral + (plane / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
+                          e.c_hi[box], stride_h, stride_w, out_w);
+      for (int i = 0; i < out_h; ++i) rows.template sums<false>(i, scale[box], out + (plane * out_h + i) * out_w);
+    }
+  });
+}
+
+template <typename acc_t>
 void sums_reduced_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
                          int64_t F, int H, int W) {
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
@@ -56,38 +135,55 @@ void sums_reduced_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* sca
       std::fill(o, o + static_cast<int64_t>(H) * W, acc_t(0));
       for (int64_t f = 0; f < F; ++f) {
         const int64_t box = (plane % C) * F + f;
-        const acc_t* S = integral + (plane * F + f) * plane_size;
-        for (int i = 0; i < H; ++i) {
-          for (int j = 0; j < W; ++j) {
-            o[i * W + j] += scale[box] * box_sum<acc_t, EXACT>(S, H, W, acc_t(i) + e.r_lo[box], acc_t(i) + e.r_hi[box],
-                                                               acc_t(j) + e.c_lo[box], acc_t(j) + e.c_hi[box]);
-          }
-        }
+        BoxRows<acc_t> rows(integral + (plane * F + f) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
+                            e.c_hi[box], 1, 1, W);
+        for (int i = 0; i < H; ++i) rows.template sums<true>(i, scale[box], o + i * W);
       }
     }
   });
 }
 
-template <typename acc_t, bool EXACT>
+template <typename acc_t>
 void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* weights, acc_t* out, int64_t B, int64_t C,
                    int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
   const int64_t boxes = C * F;
   at::parallel_for(0, boxes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> scattered(W + 1);  // output gradients spread onto the prefix columns
+    std::vector<int> left_slope(out_w), right_slope(out_w);
     for (int64_t box = begin; box < end; ++box) {
-      double totals[4] = {0, 0, 0, 0};  // one (c, f) per task: no races, double for long sums
+      for (int j = 0; j < out_w; ++j) {
+        left_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_lo[box], W, false);
+        right_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_hi[box], W, true);
+      }
+      double totals[4] = {0, 0, 0, 0};  // one box per task: no races; double for long sums
       for (int64_t b = 0; b < B; ++b) {
-        const acc_t* S = integral + (b * C + box / F) * plane_size;
+        BoxRows<acc_t> rows(integral + (b * C + box / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
+                            e.c_hi[box], stride_h, stride_w, out_w);
         const acc_t* w = weights + (b * boxes + box) * out_h * out_w;
-        for (int i = 0; i < out_h; ++i) {
-          acc_t row_totals[4] = {0, 0, 0, 0};
-          const acc_t row = acc_t(i * stride_h);
+        for (int i = 0; i < out_h; ++i, w += out_w) {
+          std::fill(scattered.begin(), scattered.end(), acc_t(0));
+          acc_t column_terms[2] = {0, 0};
+          rows.combine(i);
           for (int j = 0; j < out_w; ++j) {
-            const acc_t column = acc_t(j * stride_w);
-            accumulate_edge_slopes<acc_t, EXACT>(S, H, W, row + e.r_lo[box], row + e.r_hi[box], column + e.c_lo[box],
-                                                 column + e.c_hi[box], w[i * out_w + j], row_totals);
+            const Taps<acc_t> l = rows.left[j], r = rows.right[j];
+            scattered[r.cell] += w[j] * (1 - r.fraction);
+            scattered[r.cell + 1] += w[j] * r.fraction;
+            scattered[l.cell] -= w[j] * (1 - l.fraction);
+            scattered[l.cell + 1] -= w[j] * l.fraction;
+            if (left_slope[j] >= 0) column_terms[0] += w[j] * (rows.row[left_slope[j] + 1] - rows.row[left_slope[j]]);
+            if (right_slope[j] >= 0) column_terms[1] += w[j] * (rows.row[right_slope[j] + 1] - rows.row[right_slope[j]]);
           }
-          for (int k = 0; k < 4; ++k) totals[k] += row_totals[k];
+          const int top = slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false);
+          const int bottom = slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true);
+          if (top >= 0) {
+            totals[0] -= dot(rows.line(top + 1), scattered.data(), W + 1) - dot(rows.line(top), scattered.data(), W + 1);
+          }
+          if (bottom >= 0) {
+            totals[1] += dot(rows.line(bottom + 1), scattered.data(), W + 1) - dot(rows.line(bottom), scattered.data(), W + 1);
+          }
+          totals[2] -= column_terms[0];
+          totals[3] += column_terms[1];
         }
       }
       for (int k = 0; k < 4; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k]);
@@ -97,32 +193,42 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* weights, 
 
 }  // namespace
 
+void CpuBackend::integral(const at::Tensor& input, at::Tensor& out) {
+  const int H = input.size(-2), W = input.size(-1);
+  const int64_t planes = H * W > 0 ? input.numel() / (static_cast<int64_t>(H) * W) : 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "integral_image_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    integral_kernel<scalar_t, acc_t>(input.data_ptr<scalar_t>(), out.data_ptr<acc_t>(), planes, H, W);
+  });
+}
+
+// The rounded boxes of `exact = false` have integer edges, where the interpolation reads
+// exactly the rounded values, so the CPU kernels need no separate inexact path.
 void CpuBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
-                      at::Tensor& out, int stride_h, int stride_w, bool exact) {
+                      at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_cpu", [&] {
-    auto kernel = exact ? sums_kernel<scalar_t, true> : sums_kernel<scalar_t, false>;
-    kernel(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-           integral.size(0), integral.size(1), scale.size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h,
-           stride_w, out.size(2), out.size(3));
+    sums_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
+                          out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), scale.size(1),
+                          integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w, out.size(2), out.size(3));
   });
 }
 
 void CpuBackend::sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges,
-                              const at::Tensor& scale, at::Tensor& out, bool exact) {
+                              const at::Tensor& scale, at::Tensor& out, bool /*exact*/) {
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_reduced_cpu", [&] {
-    auto kernel = exact ? sums_reduced_kernel<scalar_t, true> : sums_reduced_kernel<scalar_t, false>;
-    kernel(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-           integral.size(0), integral.size(1), integral.size(2), integral.size(3) - 1, integral.size(4) - 1);
+    sums_reduced_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
+                                  out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), integral.size(2),
+                                  integral.size(3) - 1, integral.size(4) - 1);
   });
 }
 
 void CpuBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights,
-                        at::Tensor& out, int stride_h, int stride_w, bool exact) {
+                        at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cpu", [&] {
-    auto kernel = exact ? slopes_kernel<scalar_t, true> : slopes_kernel<scalar_t, false>;
-    kernel(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), weights.data_ptr<scalar_t>(),
-           out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), edges[0].size(1), integral.size(2) - 1,
-           integral.size(3) - 1, stride_h, stride_w, weights.size(2), weights.size(3));
+    slopes_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), weights.data_ptr<scalar_t>(),
+                            out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), edges[0].size(1),
+                            integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w, weights.size(2),
+                            weights.size(3));
   });
 }
 

@@ -40,6 +40,21 @@ inline void check_scale(const at::Tensor& scale, const std::vector<at::Tensor>& 
               edges[0].sizes());
 }
 
+// input (..., H, W) of any floating dtype -> (..., H+1, W+1) integral images, float32
+// (float64 for float64 input): entry [k, l] is the sum of input[..., :k, :l].
+template <class Backend>
+at::Tensor integral_image(const at::Tensor& input) {
+  TORCH_CHECK(input.dim() >= 2 && input.is_floating_point(), "box_conv2d extension: integral_image needs a floating ",
+              "tensor (..., H, W), got ", input.scalar_type(), " ", input.sizes());
+  auto sizes = input.sizes().vec();
+  sizes[sizes.size() - 2] += 1;
+  sizes[sizes.size() - 1] += 1;
+  const auto dtype = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto out = at::empty(sizes, input.options().dtype(dtype));
+  Backend::integral(input.contiguous(), out);
+  return out;
+}
+
 // integral (B, C, H+1, W+1) -> (B, C*F, out_h, out_w): scale[c, f] * box sum of box (c, f).
 template <class Backend>
 at::Tensor box_sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
@@ -86,6 +101,7 @@ at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>&
 
 template <class Backend>
 void bind(pybind11::module& m) {
+  m.def("integral_image", &integral_image<Backend>, "zero-padded integral images, float32 or float64");
   m.def("box_sums", &box_sums<Backend>, "scaled box sums of every (batch, channel, filter) plane");
   m.def("box_sums_reduced", &box_sums_reduced<Backend>, "box sums summed over filters");
   m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives of the box sums, per box");
