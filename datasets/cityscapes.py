@@ -16,7 +16,6 @@ https://www.cityscapes-dataset.com.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -35,6 +34,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from datasets.base import DataModule, split_indices
+from datasets.caching import save_atomically
 from datasets.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 19
@@ -295,15 +295,10 @@ def _read_counts(path: Path) -> Tensor | None:
 
 
 def _write_atomically(counts: Tensor, path: Path) -> bool:
-    """Save `counts` through a temporary file and a rename; False when the folder is not writable."""
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    """Save `counts` (see `save_atomically`); False when the folder is not writable."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(counts, temporary)
-        os.replace(temporary, path)
+        save_atomically(counts, path)
     except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
         return False
     return True
 

@@ -7,13 +7,13 @@ are cached under `<root>/mnist1d/`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from datasets.base import DataModule
+from datasets.caching import save_atomically
 
 
 class MNIST1DDataModule(DataModule):
@@ -44,10 +44,7 @@ class MNIST1DDataModule(DataModule):
                 self._arrays = torch.load(self.cache_file, weights_only=True)
             else:
                 self._arrays = self._generate()
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
-                torch.save(self._arrays, tmp)
-                os.replace(tmp, self.cache_file)
+                save_atomically(self._arrays, self.cache_file)
             self.check_classes(self._arrays["y"], str(self.cache_file))
         return self._arrays
 
