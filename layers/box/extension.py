@@ -76,33 +76,25 @@ def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tens
     return out.to(input.dtype)
 
 
-def backward(grad_output, input, x_min, x_max, y_min, y_max, output, stride, normalize, exact, needs_input_grad, needs_box_grad):
+def backward(grad_output, input, x_min, x_max, y_min, y_max, stride, normalize, exact, needs_input_grad, needs_box_grad):
     box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
     library = _library(input.device)
-    batch, channels, height, width = input.shape
-    filters = x_min.shape[1]
-    grad = grad_output.to(area.dtype)
-    scale = area.reciprocal() if normalize else torch.ones_like(area)
+    height, width = input.shape[-2:]
+    grad = grad_output.to(area.dtype).contiguous()
+    scale = (area.reciprocal() if normalize else torch.ones_like(area)).contiguous()
 
     grad_input = None
     if needs_input_grad:
-        spread = grad.reshape(batch, channels, filters, *grad.shape[-2:])
-        if stride != (1, 1):
-            spread = grad.new_zeros(batch, channels, filters, height, width)
-            spread[..., :: stride[0], :: stride[1]] = grad.reshape(batch, channels, filters, *grad.shape[-2:])
         b_x_min, b_x_max, b_y_min, b_y_max = box
         mirrored = (-b_x_max, -b_x_min, -b_y_max, -b_y_min)
-        grad_input = library.box_sums_reduced(
-            library.integral_image(spread), _edges(mirrored), scale.contiguous(), exact
-        ).to(input.dtype)
+        grad_input = library.box_sums_transposed(grad, _edges(mirrored), scale, stride[0], stride[1], height, width, exact)
+        grad_input = grad_input.to(input.dtype)
 
     grad_box = None
     if needs_box_grad:
-        weights = (grad.reshape(batch, channels, filters, *grad.shape[-2:]) * scale[..., None, None]).reshape(grad.shape)
-        slopes = library.box_slopes(library.integral_image(input), _edges(box), weights.contiguous(), stride[0], stride[1], exact)
-        grad_box = [slope.clone() for slope in slopes.unbind(0)]  # separate tensors: op outputs may not alias
-        if normalize:
-            grad_dot_output = (grad * output.to(grad.dtype)).reshape(batch, channels, filters, -1).sum(dim=(0, 3))
-            grad_box = add_area_gradients(grad_box, grad_dot_output, box)
+        totals = library.box_slopes(library.integral_image(input), _edges(box), grad, scale, stride[0], stride[1], exact)
+        grad_box = [total.clone() for total in totals[:4].unbind(0)]  # separate tensors: op outputs may not alias
+        if normalize:  # totals[4] is the sum of grad * output
+            grad_box = add_area_gradients(grad_box, totals[4], box)
         grad_box = tuple(g.to(x_min.dtype) for g in grad_box)
     return grad_input, grad_box

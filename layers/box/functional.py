@@ -66,7 +66,6 @@ def _box_conv2d_backward_op(
     x_max: Tensor,
     y_min: Tensor,
     y_max: Tensor,
-    output: Tensor,
     stride_h: int,
     stride_w: int,
     normalize: bool,
@@ -79,7 +78,7 @@ def _box_conv2d_backward_op(
     that were not asked for are empty tensors."""
     kernels = _kernels(impl, input.device)
     grad_input, grad_box = kernels.backward(
-        grad_output.contiguous(), input, x_min, x_max, y_min, y_max, output,
+        grad_output.contiguous(), input, x_min, x_max, y_min, y_max,
         (stride_h, stride_w), normalize, exact, needs_input_grad, needs_box_grad,
     )  # fmt: skip
     if grad_input is None:
@@ -98,18 +97,19 @@ def _box_conv2d_backward_fake(grad_output, input, x_min, *rest):
 
 
 def _setup_context(ctx, inputs, output) -> None:
+    # Only the input and the boxes are kept: the backward recomputes what it needs of the
+    # output, so a box layer holds no (B, C*F, H, W) activation for its backward.
     input, x_min, x_max, y_min, y_max, stride_h, stride_w, normalize, exact, impl = inputs
-    ctx.save_for_backward(input, x_min, x_max, y_min, y_max, output if normalize else None)
+    ctx.save_for_backward(input, x_min, x_max, y_min, y_max)
     ctx.settings = (stride_h, stride_w, normalize, exact, impl)
 
 
 def _backward(ctx, grad_output):
-    input, x_min, x_max, y_min, y_max, output = ctx.saved_tensors
+    input, x_min, x_max, y_min, y_max = ctx.saved_tensors
     needs_input_grad = ctx.needs_input_grad[0]
     needs_box_grad = any(ctx.needs_input_grad[1:5])
     grads = torch.ops.farconv.box_conv2d_backward(
-        grad_output, input, x_min, x_max, y_min, y_max, output if output is not None else input.new_empty(0),
-        *ctx.settings, needs_input_grad, needs_box_grad,
+        grad_output, input, x_min, x_max, y_min, y_max, *ctx.settings, needs_input_grad, needs_box_grad,
     )  # fmt: skip
     grad_input = grads[0] if needs_input_grad else None
     grad_box = [grad if needs else None for grad, needs in zip(grads[1:], ctx.needs_input_grad[1:5])]

@@ -191,7 +191,6 @@ def backward(
     x_max: Tensor,
     y_min: Tensor,
     y_max: Tensor,
-    output: Tensor | None,
     stride: tuple[int, int],
     normalize: bool,
     exact: bool,
@@ -200,7 +199,6 @@ def backward(
 ) -> tuple[Tensor | None, Coordinates | None]:
     """Gradients of `forward` for `grad_output` `(B, C*F, H_out, W_out)`.
 
-    `output` (the forward result) is needed when `normalize` and `needs_box_grad`.
     Returns `(grad_input or None, (grad_x_min, grad_x_max, grad_y_min, grad_y_max) or None)`.
     """
     batch, channels, height, width = input.shape
@@ -248,9 +246,8 @@ def backward(
             -reduce(slope(rows, left, -1, upper_edge=False)),
             reduce(slope(rows, right, -1, upper_edge=True)),
         ]
-        if normalize:
-            assert output is not None, "normalize=True needs the forward output for the box gradient"
-            grad_dot_output = (grad * output.to(dtype).reshape(grad.shape)).sum(dim=(0, 3, 4)) * area  # undo the 1/area of grad
-            grad_box = add_area_gradients(grad_box, grad_dot_output, box)
+        if normalize:  # grad holds grad_output / area, and the output is box_sums / area
+            sums = interpolate(columns, bottom, -2) - interpolate(columns, top, -2)
+            grad_box = add_area_gradients(grad_box, (grad * sums).sum(dim=(0, 3, 4)), box)
         grad_box = tuple(g.to(x_min.dtype) for g in grad_box)
     return grad_input, grad_box

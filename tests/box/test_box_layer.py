@@ -196,4 +196,4 @@ def test_cuda_extension_compiles(monkeypatch, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         module = load_extension(name + "_compile_check", sources, cuda=True)
-    assert {"box_sums", "box_sums_reduced", "box_slopes"} <= set(dir(module))
+    assert {"integral_image", "box_sums", "box_sums_transposed", "box_slopes"} <= set(dir(module))

@@ -17,12 +17,14 @@ namespace box {
     /* out (B, C*F, H_out, W_out) = scale * box sums of integral (B, C, H+1, W+1) */                               \
     static void sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,    \
                      at::Tensor& out, int stride_h, int stride_w, bool exact);                                      \
-    /* out (B, C, H, W) = sum over f of scale * box sums of integral (B, C, F, H+1, W+1) */                        \
-    static void sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges,                     \
-                             const at::Tensor& scale, at::Tensor& out, bool exact);                                 \
-    /* out (4, C, F) = sum over (b, i, j) of weights * d box sum / d edge, zero-initialised by the caller */       \
-    static void slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights, \
-                       at::Tensor& out, int stride_h, int stride_w, bool exact);                                    \
+    /* out (B, C, H, W) = sum over f of scale * box sums of grad plane (b, c*F+f) spread onto the H x W grid      \
+       (entry (i, j) at (i * stride_h, j * stride_w)): the adjoint of `sums` when `edges` are the mirrored boxes */ \
+    static void transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& edges,                      \
+                                const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact);  \
+    /* out (5, C, F), zero-initialised by the caller: sums over (b, i, j) of w = grad * scale times                \
+       d box_sum / d (x_min, x_max, y_min, y_max), and of w * box_sum */                                          \
+    static void slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,    \
+                       const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact);            \
   };
 
 FARCONV_DECLARE_BOX_BACKEND(CpuBackend)

@@ -6,7 +6,8 @@
 // every output of the row is then two linear interpolations of it. Coordinate gradients
 // reduce the same way: a row slope is the difference of two rows of S, dotted with the
 // output gradients scattered onto the prefix columns; a column slope is a difference of
-// two entries of the virtual row. Cost per output: a handful of operations, whatever the
+// two entries of the virtual row. The input gradient integrates one gradient plane at a
+// time into a per-thread buffer. Cost per output: a handful of operations, whatever the
 // box size.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -125,18 +126,36 @@ void sums_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_
   });
 }
 
+// Integral image of a gradient plane (out_h x out_w) spread onto the H x W grid, where entry
+// (i, j) sits at (i * stride_h, j * stride_w) and every other pixel is zero.
 template <typename acc_t>
-void sums_reduced_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
-                         int64_t F, int H, int W) {
-  const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
+void integrate_spread(const acc_t* grad, int out_w, int stride_h, int stride_w, int H, int W, acc_t* S) {
+  std::fill(S, S + W + 1, acc_t(0));
+  for (int r = 0; r < H; ++r) {
+    const acc_t* above = S + static_cast<int64_t>(r) * (W + 1);
+    acc_t* current = S + static_cast<int64_t>(r + 1) * (W + 1);
+    const acc_t* source = r % stride_h == 0 ? grad + static_cast<int64_t>(r / stride_h) * out_w : nullptr;
+    acc_t running = 0;
+    current[0] = 0;
+    for (int c = 0; c < W; ++c) {
+      if (source != nullptr && c % stride_w == 0) running += source[c / stride_w];
+      current[c + 1] = above[c + 1] + running;
+    }
+  }
+}
+
+template <typename acc_t>
+void transposed_sums_kernel(const acc_t* grad, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
+                            int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
   at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> integral(static_cast<int64_t>(H + 1) * (W + 1));  // one gradient plane at a time
     for (int64_t plane = begin; plane < end; ++plane) {  // b * C + c
       acc_t* o = out + plane * H * W;
       std::fill(o, o + static_cast<int64_t>(H) * W, acc_t(0));
       for (int64_t f = 0; f < F; ++f) {
         const int64_t box = (plane % C) * F + f;
-        BoxRows<acc_t> rows(integral + (plane * F + f) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
-                            e.c_hi[box], 1, 1, W);
+        integrate_spread(grad + (plane * F + f) * out_h * out_w, out_w, stride_h, stride_w, H, W, integral.data());
+        BoxRows<acc_t> rows(integral.data(), H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], 1, 1, W);
         for (int i = 0; i < H; ++i) rows.template sums<true>(i, scale[box], o + i * W);
       }
     }
@@ -144,28 +163,32 @@ void sums_reduced_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* sca
 }
 
 template <typename acc_t>
-void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* weights, acc_t* out, int64_t B, int64_t C,
-                   int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
+void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, const acc_t* scale, acc_t* out, int64_t B,
+                   int64_t C, int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
   const int64_t boxes = C * F;
   at::parallel_for(0, boxes, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> scattered(W + 1);  // output gradients spread onto the prefix columns
     std::vector<int> left_slope(out_w), right_slope(out_w);
+    std::vector<acc_t> w(out_w);  // grad * scale of one output row
     for (int64_t box = begin; box < end; ++box) {
       for (int j = 0; j < out_w; ++j) {
         left_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_lo[box], W, false);
         right_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_hi[box], W, true);
       }
-      double totals[4] = {0, 0, 0, 0};  // one box per task: no races; double for long sums
+      double totals[5] = {0, 0, 0, 0, 0};  // one box per task: no races; double for long sums
       for (int64_t b = 0; b < B; ++b) {
         BoxRows<acc_t> rows(integral + (b * C + box / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
                             e.c_hi[box], stride_h, stride_w, out_w);
-        const acc_t* w = weights + (b * boxes + box) * out_h * out_w;
-        for (int i = 0; i < out_h; ++i, w += out_w) {
+        const acc_t* g = grad + (b * boxes + box) * out_h * out_w;
+        for (int i = 0; i < out_h; ++i, g += out_w) {
           std::fill(scattered.begin(), scattered.end(), acc_t(0));
           acc_t column_terms[2] = {0, 0};
+          acc_t weighted_sums = 0;
           rows.combine(i);
           for (int j = 0; j < out_w; ++j) {
+            w[j] = g[j] * scale[box];
+            weighted_sums += w[j] * (lerp(rows.row.data(), 1, rows.right[j]) - lerp(rows.row.data(), 1, rows.left[j]));
             const Taps<acc_t> l = rows.left[j], r = rows.right[j];
             scattered[r.cell] += w[j] * (1 - r.fraction);
             scattered[r.cell + 1] += w[j] * r.fraction;
@@ -184,9 +207,10 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* weights, 
           }
           totals[2] -= column_terms[0];
           totals[3] += column_terms[1];
+          totals[4] += weighted_sums;
         }
       }
-      for (int k = 0; k < 4; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k]);
+      for (int k = 0; k < 5; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k]);
     }
   });
 }
@@ -213,22 +237,22 @@ void CpuBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>&
   });
 }
 
-void CpuBackend::sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges,
-                              const at::Tensor& scale, at::Tensor& out, bool /*exact*/) {
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_reduced_cpu", [&] {
-    sums_reduced_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
-                                  out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), integral.size(2),
-                                  integral.size(3) - 1, integral.size(4) - 1);
+void CpuBackend::transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                                 const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "box_sums_transposed_cpu", [&] {
+    transposed_sums_kernel<scalar_t>(grad.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
+                                     out.data_ptr<scalar_t>(), out.size(0), out.size(1), scale.size(1), out.size(2),
+                                     out.size(3), stride_h, stride_w, grad.size(2), grad.size(3));
   });
 }
 
-void CpuBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights,
-                        at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
+void CpuBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
+                        const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cpu", [&] {
-    slopes_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), weights.data_ptr<scalar_t>(),
-                            out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), edges[0].size(1),
-                            integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w, weights.size(2),
-                            weights.size(3));
+    slopes_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), grad.data_ptr<scalar_t>(),
+                            scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), integral.size(0), integral.size(1),
+                            edges[0].size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w,
+                            grad.size(2), grad.size(3));
   });
 }
 

@@ -32,6 +32,14 @@ Edges<acc_t> edges_of(const std::vector<at::Tensor>& edges) {
           edges[3].data_ptr<acc_t>()};
 }
 
+// ATen's scans are fast on the GPU: accumulate in out's dtype, then pad with zeros.
+void integral_image_into(const at::Tensor& input, at::Tensor& out) {
+  const int64_t H = input.size(-2), W = input.size(-1);
+  out.select(-2, 0).zero_();
+  out.select(-1, 0).zero_();
+  out.narrow(-2, 1, H).narrow(-1, 1, W).copy_(input.to(out.scalar_type()).cumsum(-1).cumsum(-2));
+}
+
 int blocks_for(int64_t work) { return static_cast<int>(std::min<int64_t>((work + kThreads - 1) / kThreads, kMaxBlocks)); }
 
 template <typename acc_t, bool EXACT>
@@ -52,8 +60,9 @@ __global__ void sums_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e, 
   }
 }
 
+// The adjoint of sums_kernel over the integral images of the spread gradient planes.
 template <typename acc_t, bool EXACT>
-__global__ void sums_reduced_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e,
+__global__ void transposed_sums_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e,
                                     const acc_t* __restrict__ scale, acc_t* __restrict__ out, int64_t total, int64_t C,
                                     int64_t F, int H, int W) {
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
@@ -75,47 +84,44 @@ __global__ void sums_reduced_kernel(const acc_t* __restrict__ integral, Edges<ac
 
 // grid: (boxes, chunks); each block sums its chunk of (b, i, j) for one box.
 template <typename acc_t, bool EXACT>
-__global__ void slopes_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e, const acc_t* __restrict__ weights,
-                              acc_t* __restrict__ out, int64_t B, int64_t C, int64_t F, int H, int W, int stride_h,
-                              int stride_w, int out_h, int out_w) {
-  __shared__ acc_t partial[4][kThreads];
+__global__ void slopes_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e, const acc_t* __restrict__ grad,
+                              const acc_t* __restrict__ scale, acc_t* __restrict__ out, int64_t B, int64_t C, int64_t F,
+                              int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
+  constexpr int kTotals = 5;  // four edge derivatives and the box sum itself
+  __shared__ acc_t partial[kTotals][kThreads];
   const int64_t box = blockIdx.x;
   const int64_t boxes = C * F;
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
   const int64_t pixels = static_cast<int64_t>(out_h) * out_w;
-  acc_t totals[4] = {0, 0, 0, 0};
+  acc_t totals[kTotals] = {0, 0, 0, 0, 0};
   for (int64_t index = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x; index < B * pixels;
        index += static_cast<int64_t>(gridDim.y) * blockDim.x) {
     const int64_t b = index / pixels;
     const int i = static_cast<int>((index % pixels) / out_w), j = static_cast<int>(index % out_w);
     const acc_t* S = integral + (b * C + box / F) * plane_size;
-    const acc_t weight = weights[(b * boxes + box) * pixels + index % pixels];
+    const acc_t weight = grad[(b * boxes + box) * pixels + index % pixels] * scale[box];
     const acc_t row = acc_t(i * stride_h), column = acc_t(j * stride_w);
-    accumulate_edge_slopes<acc_t, EXACT>(S, H, W, row + e.r_lo[box], row + e.r_hi[box], column + e.c_lo[box],
-                                         column + e.c_hi[box], weight, totals);
+    const acc_t r_lo = row + e.r_lo[box], r_hi = row + e.r_hi[box];
+    const acc_t c_lo = column + e.c_lo[box], c_hi = column + e.c_hi[box];
+    accumulate_edge_slopes<acc_t, EXACT>(S, H, W, r_lo, r_hi, c_lo, c_hi, weight, totals);
+    totals[4] += weight * box_sum<acc_t, EXACT>(S, H, W, r_lo, r_hi, c_lo, c_hi);
   }
-  for (int k = 0; k < 4; ++k) partial[k][threadIdx.x] = totals[k];
+  for (int k = 0; k < kTotals; ++k) partial[k][threadIdx.x] = totals[k];
   __syncthreads();
   for (int half = blockDim.x / 2; half > 0; half /= 2) {
     if (threadIdx.x < half) {
-      for (int k = 0; k < 4; ++k) partial[k][threadIdx.x] += partial[k][threadIdx.x + half];
+      for (int k = 0; k < kTotals; ++k) partial[k][threadIdx.x] += partial[k][threadIdx.x + half];
     }
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    for (int k = 0; k < 4; ++k) atomicAdd(out + k * boxes + box, partial[k][0]);
+    for (int k = 0; k < kTotals; ++k) atomicAdd(out + k * boxes + box, partial[k][0]);
   }
 }
 
 }  // namespace
 
-void CudaBackend::integral(const at::Tensor& input, at::Tensor& out) {
-  // ATen's scans are fast on the GPU: accumulate in out's dtype, then pad with zeros.
-  const int64_t H = input.size(-2), W = input.size(-1);
-  out.select(-2, 0).zero_();
-  out.select(-1, 0).zero_();
-  out.narrow(-2, 1, H).narrow(-1, 1, W).copy_(input.to(out.scalar_type()).cumsum(-1).cumsum(-2));
-}
+void CudaBackend::integral(const at::Tensor& input, at::Tensor& out) { integral_image_into(input, out); }
 
 void CudaBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
                        at::Tensor& out, int stride_h, int stride_w, bool exact) {
@@ -132,13 +138,19 @@ void CudaBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void CudaBackend::sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges,
-                               const at::Tensor& scale, at::Tensor& out, bool exact) {
-  const c10::cuda::CUDAGuard guard(integral.device());
+void CudaBackend::transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                                  const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact) {
+  const c10::cuda::CUDAGuard guard(grad.device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t B = out.size(0), C = out.size(1), F = scale.size(1), H = out.size(2), W = out.size(3);
+  // Spread each gradient plane onto the H x W grid, then integrate (ATen's scans are fast here).
+  auto spread = at::zeros({B, C, F, H, W}, grad.options());
+  spread.slice(3, 0, H, stride_h).slice(4, 0, W, stride_w).copy_(grad.view({B, C, F, grad.size(2), grad.size(3)}));
+  auto integral = at::empty({B, C, F, H + 1, W + 1}, grad.options());
+  integral_image_into(spread, integral);
   const int64_t total = out.numel();
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_reduced_cuda", [&] {
-    auto kernel = exact ? sums_reduced_kernel<scalar_t, true> : sums_reduced_kernel<scalar_t, false>;
+  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_transposed_cuda", [&] {
+    auto kernel = exact ? transposed_sums_kernel<scalar_t, true> : transposed_sums_kernel<scalar_t, false>;
     kernel<<<blocks_for(total), kThreads, 0, stream>>>(
         integral.data_ptr<scalar_t>(), edges_of<scalar_t>(edges), scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
         total, integral.size(1), integral.size(2), integral.size(3) - 1, integral.size(4) - 1);
@@ -146,21 +158,22 @@ void CudaBackend::sums_reduced(const at::Tensor& integral, const std::vector<at:
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void CudaBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights,
-                         at::Tensor& out, int stride_h, int stride_w, bool exact) {
+void CudaBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
+                         const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact) {
   const c10::cuda::CUDAGuard guard(integral.device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t boxes = edges[0].numel();
-  const int64_t work = weights.size(0) * weights.size(2) * weights.size(3);
+  const int64_t work = grad.size(0) * grad.size(2) * grad.size(3);
   // Enough blocks per box to fill the GPU, few enough to keep the atomics rare.
   const int chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks_for(work), 1024 / std::max<int64_t>(1, boxes / 64))));
   const dim3 grid(static_cast<unsigned>(boxes), static_cast<unsigned>(chunks));
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cuda", [&] {
     auto kernel = exact ? slopes_kernel<scalar_t, true> : slopes_kernel<scalar_t, false>;
     kernel<<<grid, kThreads, 0, stream>>>(integral.data_ptr<scalar_t>(), edges_of<scalar_t>(edges),
-                                          weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), integral.size(0),
-                                          integral.size(1), edges[0].size(1), integral.size(2) - 1,
-                                          integral.size(3) - 1, stride_h, stride_w, weights.size(2), weights.size(3));
+                                          grad.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
+                                          out.data_ptr<scalar_t>(), integral.size(0), integral.size(1),
+                                          edges[0].size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h,
+                                          stride_w, grad.size(2), grad.size(3));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

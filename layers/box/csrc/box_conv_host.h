@@ -68,34 +68,38 @@ at::Tensor box_sums(const at::Tensor& integral, const std::vector<at::Tensor>& e
   return out;
 }
 
-// integral (B, C, F, H+1, W+1) -> (B, C, H, W): sum over f of scale[c, f] * box sum of plane (b, c, f).
+// grad (B, C*F, H_out, W_out) -> (B, C, H, W): the adjoint of `box_sums` when `edges` are
+// the mirrored boxes; this is the input gradient.
 template <class Backend>
-at::Tensor box_sums_reduced(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
-                            bool exact) {
-  check_tensor(integral, "integral", 5, integral);
-  check_edges(edges, integral, integral.size(1));
+at::Tensor box_sums_transposed(const at::Tensor& grad, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                               int64_t stride_h, int64_t stride_w, int64_t height, int64_t width, bool exact) {
+  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous(), "box_conv2d extension: grad must be a contiguous (B, C*F, H, W) tensor");
   check_scale(scale, edges);
-  TORCH_CHECK(integral.size(2) == scale.size(1), "box_conv2d extension: integral has ", integral.size(2),
-              " filters, boxes ", scale.size(1));
-  auto out = at::empty({integral.size(0), integral.size(1), integral.size(3) - 1, integral.size(4) - 1},
-                       integral.options());
-  if (out.numel() > 0) Backend::sums_reduced(integral, edges, scale, out, exact);
+  const int64_t channels = edges[0].size(0), filters = edges[0].size(1);
+  check_edges(edges, grad, channels);
+  TORCH_CHECK(grad.size(1) == channels * filters, "box_conv2d extension: grad has ", grad.size(1), " channels, boxes ",
+              channels * filters);
+  TORCH_CHECK(grad.size(2) == (height + stride_h - 1) / stride_h && grad.size(3) == (width + stride_w - 1) / stride_w,
+              "box_conv2d extension: grad ", grad.sizes(), " is not the output of a ", height, " x ", width, " input");
+  auto out = at::empty({grad.size(0), channels, height, width}, grad.options());
+  if (out.numel() > 0) Backend::transposed_sums(grad, edges, scale, out, stride_h, stride_w, exact);
   return out;
 }
 
-// integral (B, C, H+1, W+1), weights (B, C*F, H_out, W_out) -> (4, C, F): the sum over (b, i, j)
-// of weights * d box_sum / d (x_min, x_max, y_min, y_max).
+// integral (B, C, H+1, W+1), grad (B, C*F, H_out, W_out) -> (5, C, F): the sums over (b, i, j)
+// of grad * scale times d box_sum / d (x_min, x_max, y_min, y_max), and times box_sum.
 template <class Backend>
-at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& weights,
-                      int64_t stride_h, int64_t stride_w, bool exact) {
+at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
+                      const at::Tensor& scale, int64_t stride_h, int64_t stride_w, bool exact) {
   check_tensor(integral, "integral", 4, integral);
-  check_tensor(weights, "weights", 4, integral);
+  check_tensor(grad, "grad", 4, integral);
   check_edges(edges, integral, integral.size(1));
+  check_scale(scale, edges);
   const int64_t boxes = edges[0].numel();
-  TORCH_CHECK(weights.size(0) == integral.size(0) && weights.size(1) == boxes, "box_conv2d extension: weights ",
-              weights.sizes(), " do not match ", integral.size(0), " x ", boxes, " boxes");
-  auto out = at::zeros({4, edges[0].size(0), edges[0].size(1)}, integral.options());
-  if (weights.numel() > 0) Backend::slopes(integral, edges, weights, out, stride_h, stride_w, exact);
+  TORCH_CHECK(grad.size(0) == integral.size(0) && grad.size(1) == boxes, "box_conv2d extension: grad ", grad.sizes(),
+              " does not match ", integral.size(0), " x ", boxes, " boxes");
+  auto out = at::zeros({5, edges[0].size(0), edges[0].size(1)}, integral.options());
+  if (grad.numel() > 0) Backend::slopes(integral, edges, grad, scale, out, stride_h, stride_w, exact);
   return out;
 }
 
@@ -103,8 +107,8 @@ template <class Backend>
 void bind(pybind11::module& m) {
   m.def("integral_image", &integral_image<Backend>, "zero-padded integral images, float32 or float64");
   m.def("box_sums", &box_sums<Backend>, "scaled box sums of every (batch, channel, filter) plane");
-  m.def("box_sums_reduced", &box_sums_reduced<Backend>, "box sums summed over filters");
-  m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives of the box sums, per box");
+  m.def("box_sums_transposed", &box_sums_transposed<Backend>, "the adjoint of box_sums (the input gradient)");
+  m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives and sums of the box sums, per box");
 }
 
 }  // namespace box
