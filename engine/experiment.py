@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from engine.checkpointing import AtomicCheckpointIO, ResumeStateCheckpoint, RunIdentity, find_resume_checkpoint, run_identity
 from engine.cli import reporting_user_errors
@@ -50,6 +50,8 @@ class Experiment:
         if self.cfg.test.before_train:
             self.trainer.test(self.task, datamodule=self.datamodule)
         test_checkpoint = self.resume_from
+        if not self.cfg.train.do and self.resume_from is None and self.cfg.pretrained is None and self.cfg.pretrained_wandb is None:
+            rank_zero_warn("train.do=false without resume, pretrained or pretrained_wandb: testing an untrained net")
         if self.cfg.train.do:
             self.trainer.fit(self.task, datamodule=self.datamodule, ckpt_path=self.resume_from)
             if self.best_checkpoint is not None and self.best_checkpoint.best_model_path:
