@@ -1,7 +1,7 @@
 # Two commands for a fresh clone (see README.md):
 #   make experiment   set up what is missing, then run the default experiment
 #   make test         set up what is missing, then run the test suite
-# Arguments pass through: make experiment ARGS="net=resnet dataset=cifar10", make test PYTEST_ARGS="-m slow".
+# Arguments pass through: make experiment ARGS="net=resnet20 dataset=cifar10", make test PYTEST_ARGS="-m slow".
 
 PYTHON ?= python3
 VENV   ?= .venv

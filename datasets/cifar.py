@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -101,7 +102,14 @@ class CIFARDataModule(DataModule):
         if self._missing_files():
             from torchvision.datasets.utils import download_and_extract_archive
 
-            download_and_extract_archive(self.release.url, self.root, md5=self.release.archive_md5)
+            try:
+                download_and_extract_archive(self.release.url, self.root, md5=self.release.archive_md5)
+            except OSError as error:  # URLError and socket errors are OSErrors
+                reason = getattr(error, "reason", None) or error
+                raise ConnectionError(
+                    f"dataset.download=true: cannot reach {urlparse(self.release.url).hostname} ({reason}); download "
+                    f"{self.release.url} by hand and unpack it into {self.root}/ (it holds {self.release.folder}/)"
+                ) from error
 
     def _missing_files(self) -> list[str]:
         names = self.release.train_files + self.release.test_files

@@ -10,6 +10,7 @@ Errors raised while building the datamodule, net or task are reported the same w
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -35,6 +37,24 @@ _HYDRA_ONLY_FLAGS = (
 _MULTIRUN_FLAGS = ("--multirun", "-m")
 
 
+def trainer_arguments() -> list[str]:
+    """The arguments of `pytorch_lightning.Trainer`, any of which `trainer.<name>=` may set."""
+    import pytorch_lightning as pl
+
+    return [name for name in inspect.signature(pl.Trainer.__init__).parameters if name != "self"]
+
+
+def with_trainer_arguments(overrides: Sequence[str]) -> list[str]:
+    """`trainer.<argument>=v` becomes `++trainer.<argument>=v` for every argument of
+    `pytorch_lightning.Trainer`, so any of them can be set without a `+`."""
+    allowed = set(trainer_arguments())
+    rewritten = []
+    for text in overrides:
+        match = re.fullmatch(r"trainer\.(\w+)=.*", text, flags=re.DOTALL)
+        rewritten.append(f"++{text}" if match and match.group(1) in allowed else text)
+    return rewritten
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """Compose `cfg/<config_name>.yaml` with `overrides` as the entry scripts would.
 
@@ -44,7 +64,7 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     register_schema()
     GlobalHydra.instance().clear()
     with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra.compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        cfg = hydra.compose(config_name, overrides=with_trainer_arguments(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     return cfg
 
@@ -54,8 +74,12 @@ def choices_of(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.hydra.runtime.choices)
 
 
-def check_command_line(overrides: Sequence[str], config_name: str = "config") -> None:
-    """Compose and validate the non-sweep overrides; raise `ConfigError` on any problem."""
+def check_command_line(overrides: Sequence[str], config_name: str = "config", multirun: bool = True) -> int:
+    """Compose and validate the command line; for a sweep, every one of its jobs.
+
+    Returns the number of jobs; raises `ConfigError` (the same line a single run with
+    the failing job's values would give) before any job starts.
+    """
     parser = OverridesParser.create()
     parsed = []
     for text in overrides:
@@ -63,12 +87,22 @@ def check_command_line(overrides: Sequence[str], config_name: str = "config") ->
             parsed += parser.parse_overrides([text])
         except HydraException as error:
             raise ConfigError(f"cannot parse the override '{text}': {_first_line(str(error))}") from error
-    plain = [text for text, override in zip(overrides, parsed) if not override.is_sweep_override()]
-    try:
-        cfg = compose(plain, config_name)
-    except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_describe_composition_error(error, plain, config_name)) from error
-    validate(cfg, choices_of(cfg))
+    sweeps = [text for text, override in zip(overrides, parsed) if override.is_sweep_override()]
+    if sweeps and not multirun:
+        raise ConfigError(f"{sweeps[0]} gives several values: add -m (--multirun) to run one job per combination")
+    if sweeps and not any(text.startswith("hydra/sweeper=") for text in overrides):
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None) for job in batch]
+    else:
+        jobs = [[text for text, override in zip(overrides, parsed) if not override.is_sweep_override()]]
+    for job in jobs:
+        try:
+            cfg = compose(job, config_name)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise ConfigError(_describe_composition_error(error, job, config_name)) from error
+        validate(cfg, choices_of(cfg))
+    return len(jobs)
 
 
 @contextlib.contextmanager
@@ -84,24 +118,32 @@ def reporting_user_errors() -> Iterator[None]:
         if key and f"{key.group(1)}." not in message:
             message = f"{key.group(1)}: {message}"
         raise ConfigError(message) from error
-    except (ValueError, TypeError, FileNotFoundError, OmegaConfBaseException) as error:
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError, OmegaConfBaseException, MisconfigurationException) as error:
         raise ConfigError(_one_line(str(error))) from error
 
 
 def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None:
-    """Validate the command line, then run `task(cfg)` under `@hydra.main`."""
+    """Validate the command line (every job of a sweep), then run `task(cfg)` under `@hydra.main`.
+
+    `--help` prints `help_text()`; `trainer.<argument>=` works for every argument of
+    `pytorch_lightning.Trainer` (see `with_trainer_arguments`).
+    """
     args = sys.argv[1:]
+    if any(arg in ("--help", "-h") for arg in args):
+        print(help_text(config_name))
+        sys.exit(0)
     debug = any(re.fullmatch(r"\+?debug=(true|True|1)", arg) for arg in args)
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     if not any(arg.split("=")[0] in _HYDRA_ONLY_FLAGS for arg in args):
         overrides = [arg for arg in args if arg not in _MULTIRUN_FLAGS]
         try:
-            check_command_line(overrides, config_name)
+            check_command_line(overrides, config_name, multirun=any(arg in _MULTIRUN_FLAGS for arg in args))
         except ConfigError as error:
             _exit_with(error, debug)
         finally:
             GlobalHydra.instance().clear()
+    sys.argv = [sys.argv[0], *with_trainer_arguments(args)]
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
     def hydra_entry(cfg: DictConfig) -> Any:
@@ -112,6 +154,47 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
 
     register_schema()
     hydra_entry()
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Every user-facing config group of `cfg/` with its options (not the internal `common`)."""
+    return {
+        folder.name: sorted(path.stem for path in folder.glob("*.yaml"))
+        for folder in sorted(CONFIG_DIR.iterdir())
+        if folder.is_dir() and folder.name not in ("common", "hydra")
+    }
+
+
+HELP_EXAMPLES = """\
+  python run_experiment.py                                       # the default: SimpleCNN on 8x8 digits
+  python run_experiment.py net=resnet20 dataset=cifar10 optimizer=sgd train.lr=0.1
+  python run_experiment.py experiment=box_mnist paths.data=../shared/data
+  python run_experiment.py -m seed=0,1,2 train.lr=1e-3,3e-3      # a sweep: one job per combination
+  python run_experiment.py resume=last                           # continue the newest run of this name
+  python run_profiler.py net=boxenet dataset=cityscapes          # params, MACs, latency, memory"""
+
+HELP_KEYS = """\
+  train.epochs, train.batch_size, train.lr, train.weight_decay   training schedule
+  train.do=false            test only (needs pretrained, pretrained_wandb or resume)
+  pretrained=<file.ckpt>    start from these weights; pretrained_wandb=<entity/project/artifact:version>
+  resume=last|<file.ckpt>   continue a run (same folder, same W&B run; a sweep: repeat its -m command)
+  seed, deterministic       reproducibility; debug=true: a few batches, no upload, full tracebacks
+  paths.data, paths.runs    where data is read and runs are written
+  trainer.<argument>        any argument of pytorch_lightning.Trainer, e.g. trainer.limit_train_batches=20
+  callbacks.last_checkpoint.train_time_interval=<minutes>   also save last.ckpt every N minutes"""
+
+
+def help_text(config_name: str = "config") -> str:
+    """`--help`: the entry script's usage line, the config groups, examples and common keys."""
+    usage = (sys.modules["__main__"].__doc__ or "").strip().split("\n\n")[0]
+    groups = "\n".join(f"  {group:<10} {', '.join(options)}" for group, options in config_groups().items())
+    return (
+        f"{usage or 'Usage: python run_experiment.py [group=option ...] [key=value ...]'}\n\n"
+        f"Config groups (choose with group=option; `cfg/<group>/<option>.yaml`):\n{groups}\n\n"
+        f"Keys (change with key=value; misspelled keys and bad values stop the run with one line):\n{HELP_KEYS}\n\n"
+        f"Examples:\n{HELP_EXAMPLES}\n\n"
+        "More: README.md. The composed configuration: --cfg job. Hydra's own options: --hydra-help."
+    )
 
 
 def _exit_with(error: ConfigError, debug: bool) -> None:
@@ -143,6 +226,8 @@ def _describe_unknown_key(key: str, overrides: list[str], config_name: str) -> s
         root = compose(others, config_name)
     except (HydraException, OmegaConfBaseException):
         return f"unknown config key '{key}' (use +{key}=... to add a new key)"
+    if parent == "trainer":
+        return f"unknown config key '{key}': pytorch_lightning.Trainer takes {', '.join(sorted(trainer_arguments()))}"
     node = OmegaConf.select(root, parent) if parent else root
     while not isinstance(node, DictConfig):  # walk up to the deepest existing group
         parent = parent.rpartition(".")[0]

@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from engine.nets import is_model_conversion
+
 
 class ConfigError(ValueError):
     """A configuration or input problem the user must fix; reported as one line."""
@@ -43,10 +45,28 @@ class PathsConfig:
 
 @dataclass
 class ProfileConfig:
-    batch_size: int = 1
+    batch_size: int = 2
     warmup: int = 3
     repeats: int = 10
     device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class MaskConfig:
+    init_value: float = 0.075  # FlexConv mask: initial sigma
+    threshold: float = 0.1  # crop where the mask is below this
+    dynamic_cropping: bool = True
+    lr_factor: float = 0.1  # learning-rate factor of the mask parameters
+
+
+@dataclass
+class CrossResConfig:
+    """`run_crossres.py`: train at `source_res`, evaluate and fine-tune at `target_res`."""
+
+    source_res: Optional[int] = None  # side (or length) of the inputs the net is trained on
+    target_res: Optional[int] = None  # side (or length) it is evaluated and fine-tuned at
+    finetune_epochs: int = 0  # 0: evaluate out of the box only
+    interpolation: str = "bilinear"  # how inputs are resized: bilinear (linear in 1-D) | nearest
 
 
 @dataclass
@@ -72,6 +92,9 @@ class ExperimentSchema:
     trainer: Any = MISSING
     logger: Any = field(default_factory=dict)
     callbacks: Any = field(default_factory=dict)
+    kernel: Any = field(default_factory=dict)  # kernel network of conv=flex / conv=ckconv
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    cross_res: CrossResConfig = field(default_factory=CrossResConfig)
 
 
 def register_schema() -> None:
@@ -94,8 +117,17 @@ def one_of(*allowed: str) -> Rule:
     return lambda value: None if value in allowed else f"must be one of {', '.join(allowed)}"
 
 
+def strictly_between(low: float, high: float) -> Rule:
+    return lambda value: None if low < value < high else f"must be in ({low}, {high})"
+
+
+def kernel_horizon(value: Any) -> Optional[str]:
+    odd = isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2 == 1
+    return None if odd or value in ("same", "full") else "must be same, full or an odd kernel size"
+
+
 RANGES: dict[str, Rule] = {
-    "train.epochs": at_least(1),
+    "train.epochs": at_least(0),
     "train.batch_size": at_least(1),
     "train.lr": greater_than(0),
     "train.weight_decay": at_least(0),
@@ -106,6 +138,20 @@ RANGES: dict[str, Rule] = {
     "profile.repeats": at_least(1),
     "profile.device": one_of("auto", "cpu", "cuda"),
     "dataset.num_workers": at_least(0),
+    "mask.init_value": greater_than(0),
+    "mask.threshold": strictly_between(0, 1),
+    "mask.lr_factor": greater_than(0),
+    "conv.horizon": kernel_horizon,
+    "kernel.net.hidden_channels": at_least(1),
+    "kernel.net.num_layers": at_least(1),
+    "kernel.net.omega_0": greater_than(0),
+    "kernel.regularize.target": one_of("gabor", "gabor+mask"),
+    "kernel.regularize.factor": at_least(0),
+    "kernel.regularize.gauss_stddevs": at_least(0),
+    "cross_res.source_res": at_least(1),
+    "cross_res.target_res": at_least(1),
+    "cross_res.finetune_epochs": at_least(0),
+    "cross_res.interpolation": one_of("bilinear", "nearest"),
 }
 
 
@@ -124,10 +170,17 @@ def validate(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
         if problem:
             raise ConfigError(f"{key}={value} is out of range: {problem}")
     conv_choice = choices.get("conv")
-    if conv_choice != "standard" and "conv" not in cfg.net:
+    if conv_choice != "standard" and "conv" not in cfg.net and not is_model_conversion(cfg.conv):
         raise ConfigError(
             f"conv={conv_choice} has no effect on net={choices.get('net')}: its layers are fixed by its paper; "
-            "use conv=standard or a net that takes a conv family"
+            "use conv=standard, a whole-model family (such as checkered or octave) or a net that takes a conv family"
         )
-    if cfg.resume is not None and cfg.pretrained is not None:
+    if cfg.resume is not None and (cfg.pretrained is not None or cfg.pretrained_wandb is not None):
         raise ConfigError("resume and pretrained are exclusive: resume continues a run, pretrained starts a new one")
+    if cfg.pretrained is not None and cfg.pretrained_wandb is not None:
+        raise ConfigError("pretrained and pretrained_wandb are exclusive: give one checkpoint source")
+    if all(cfg.get(key) is None for key in ("resume", "pretrained", "pretrained_wandb")):
+        if OmegaConf.select(cfg, "train.do", default=True) is False:
+            raise ConfigError("train.do=false tests without training, but nothing gives weights: pass pretrained, pretrained_wandb or resume")
+        if OmegaConf.select(cfg, "train.epochs") == 0:
+            raise ConfigError("train.epochs=0 trains nothing, and nothing gives weights: pass pretrained, pretrained_wandb or resume")

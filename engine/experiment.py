@@ -7,21 +7,26 @@ dataset pairing stops the run with one clear line before any work.
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from engine.checkpointing import AtomicCheckpointIO, ResumeStateCheckpoint, RunIdentity, find_resume_checkpoint, run_identity
+from engine.checkpointing import RUN_KEY, AtomicCheckpointIO, ResumeStateCheckpoint, RunIdentity
 from engine.cli import reporting_user_errors
 from engine.config import ConfigError
-from engine.loggers import RunContext, finish_runs
+from engine.loggers import FlushLoggers, RunContext, finish_runs
+from engine.nets import build_net
+from engine.resume import build_identity, check_fits, check_same_build, find_resume_checkpoint, read_checkpoint, single_run_folders, sweep_job_folders
+from engine.runlog import log, run_log
 from engine.tasks import TaskModule
 
 DEBUG_LIMITS = {
@@ -46,12 +51,18 @@ class Experiment:
     resume_from: Path | None
 
     def run(self) -> dict[str, float]:
-        """Fit (unless `train.do=false`), then test the best checkpoint; returns the test metrics."""
+        """Fit (unless `train.do=false`), then test the best checkpoint; returns the test metrics.
+        Log lines go to `<run folder>/farconv.log` too."""
+        with run_log(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict[str, float]:
+        command = shlex.join(["python", *sys.argv]) if sys.argv and sys.argv[0].endswith(".py") else None
+        resumed = f", resuming {self.resume_from}" if self.resume_from is not None else ""
+        rank_zero_info(f"Run folder {self.run_dir}{resumed}" + (f"; command: {command}" if command else ""))
         if self.cfg.test.before_train:
             self.trainer.test(self.task, datamodule=self.datamodule)
         test_checkpoint = self.resume_from
-        if not self.cfg.train.do and self.resume_from is None and self.cfg.pretrained is None and self.cfg.pretrained_wandb is None:
-            rank_zero_warn("train.do=false without resume, pretrained or pretrained_wandb: testing an untrained net")
         if self.cfg.train.do:
             self.trainer.fit(self.task, datamodule=self.datamodule, ckpt_path=self.resume_from)
             if self.best_checkpoint is not None and self.best_checkpoint.best_model_path:
@@ -84,7 +95,13 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_experiment(
-    cfg: DictConfig, run_dir: Path, choices: dict[str, Any], extra_callbacks: Iterable[pl.Callback] = ()
+    cfg: DictConfig,
+    run_dir: Path,
+    choices: dict[str, Any],
+    extra_callbacks: Iterable[pl.Callback] = (),
+    previous_runs: Sequence[Path] | None = None,
+    runs_described_as: str | None = None,
+    loggers: list[Any] | None = None,
 ) -> Experiment:
     """Build (and check) everything from `cfg`.
 
@@ -93,36 +110,54 @@ def build_experiment(
         run_dir: receives logs and checkpoints (a resumed run keeps its original folder).
         choices: Hydra's chosen option per config group, for messages.
         extra_callbacks: added to the configured callbacks.
+        previous_runs: earlier run folders of this experiment, oldest first, where
+            `resume=last` looks (default: the folders under `<paths.runs>/<name>/`).
+        runs_described_as: where those folders are, for messages.
+        loggers: loggers to use instead of those `cfg.logger` builds (a later phase of
+            `run_crossres.py` logs to the run its first phase opened).
     """
     with reporting_user_errors():
+        identity = build_identity(cfg, choices)
+        resume_from, resume_checkpoint, wandb_run_id, resume_step = None, None, None, None
+        if cfg.resume:
+            if previous_runs is None:
+                previous_runs = single_run_folders(Path(cfg.paths.runs), cfg.name, exclude=run_dir)
+            resume_from = find_resume_checkpoint(cfg.resume, previous_runs, runs_described_as or f"{Path(cfg.paths.runs) / cfg.name}/")
+            option = f"resume={cfg.resume}" if cfg.resume != "last" else f"resume=last ({resume_from})"
+            resume_checkpoint = read_checkpoint(resume_from, option)
+            check_same_build(resume_checkpoint, identity, option)
+            run_dir = resume_from.parent.parent
+            wandb_run_id = (resume_checkpoint.get(RUN_KEY) or {}).get("wandb_run_id")
+            resume_step = int(resume_checkpoint.get("global_step", 0))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.dataset)
         datamodule.prepare_data()
         datamodule.setup("fit")
         task = instantiate(
             cfg.task,
-            net=instantiate(cfg.net),
+            net=build_net(cfg),
             optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler),
         )
         check_net_fits_data(task, cfg, choices)
-        resume_from = find_resume_checkpoint(cfg.resume, Path(cfg.paths.runs), cfg.name) if cfg.resume else None
-        wandb_run_id = None
-        if resume_from is not None:
-            run_dir = resume_from.parent.parent
-            wandb_run_id = run_identity(resume_from).get("wandb_run_id")
+        # the model summary then counts FLOPs (per sample) instead of printing "Total FLOPs: 0"
+        task.example_input_array = torch.zeros(1, cfg.dataset.in_channels, *cfg.dataset.input_size)
+        if resume_checkpoint is not None:
+            check_fits(resume_checkpoint, task, option)
+            del resume_checkpoint
         pretrained = pretrained_checkpoint(cfg, run_dir)
         if pretrained is not None:
             load_net_weights(task, pretrained, strict=cfg.pretrained_strict)
-        context = RunContext(run_dir=run_dir, name=cfg.name, config=flatten_config(cfg), debug=cfg.debug, wandb_run_id=wandb_run_id)
+        context = RunContext(run_dir=run_dir, name=cfg.name, config=flatten_config(cfg), debug=cfg.debug, wandb_run_id=wandb_run_id, resume_step=resume_step)
         # partials: a dataclass passed through instantiate() would become a DictConfig
-        loggers = [instantiate(node, _partial_=True)(context=context) for node in cfg.logger.values() if node is not None]
+        if loggers is None:
+            loggers = [instantiate(node, _partial_=True)(context=context) for node in cfg.logger.values() if node is not None]
         callbacks = applicable_callbacks([instantiate(node) for node in cfg.callbacks.values() if node is not None], cfg, loggers)
         for callback in callbacks:
             if isinstance(callback, ModelCheckpoint):
                 callback.dirpath = str(run_dir / "checkpoints")
         best = next((c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
-        callbacks += [ResumeStateCheckpoint(), RunIdentity(), *extra_callbacks]
+        callbacks += [ResumeStateCheckpoint(), RunIdentity(identity), FlushLoggers(), *extra_callbacks]
         trainer = instantiate(
             cfg.trainer,
             callbacks=callbacks,
@@ -170,9 +205,8 @@ def check_net_fits_data(task: TaskModule, cfg: DictConfig, choices: dict[str, An
 
 
 def pretrained_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint named by `pretrained` or downloaded from `pretrained_wandb`."""
-    if cfg.pretrained is not None and cfg.pretrained_wandb is not None:
-        raise ConfigError("pretrained and pretrained_wandb are exclusive: give one checkpoint source")
+    """The checkpoint named by `pretrained` or downloaded from `pretrained_wandb` (exclusive,
+    see `engine.config.validate`)."""
     if cfg.pretrained is not None:
         path = Path(cfg.pretrained)
         if not path.is_file():
@@ -194,11 +228,8 @@ def pretrained_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
 
 def load_net_weights(task: TaskModule, path: Path, strict: bool) -> None:
     """Load the net's weights from a checkpoint of this framework or a plain state dict."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types for a damaged file
-        raise ConfigError(f"cannot read checkpoint {path}: {error}") from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    checkpoint = read_checkpoint(path, f"pretrained={path}")
+    state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, dict):
         raise ConfigError(f"checkpoint {path} holds no state dict")
     net_state = {key.removeprefix("net."): value for key, value in state.items() if key.startswith("net.")} or state
@@ -212,15 +243,50 @@ def load_net_weights(task: TaskModule, path: Path, strict: bool) -> None:
 @rank_zero_only
 def _report(metrics: dict[str, float]) -> None:
     for key, value in sorted(metrics.items()):
-        print(f"{key}: {value:.4f}")
+        log.info(f"{key}: {value:.4f}")
     if "test/acc" in metrics:
-        print(f"Test accuracy: {100 * metrics['test/acc']:.2f}%")
+        log.info(f"Test accuracy: {100 * metrics['test/acc']:.2f}%")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove the folder Hydra made for this run, and its parent (`runs/<name>/`, or a
+    sweep folder holding only Hydra's `multirun.yaml`), when nothing else is in them."""
+    try:
+        folder.rmdir()
+        if [path.name for path in folder.parent.iterdir()] == ["multirun.yaml"]:
+            (folder.parent / "multirun.yaml").unlink()
+        folder.parent.rmdir()
+    except OSError:  # not empty (or already gone): it holds a run
+        return
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, float]:
-    """The `@hydra.main` task of `run_experiment.py`."""
-    from hydra.core.hydra_config import HydraConfig
+    """The `@hydra.main` task of `run_experiment.py`.
 
-    runtime = HydraConfig.get().runtime
-    choices = OmegaConf.to_container(runtime.choices)
-    return build_experiment(cfg, Path(runtime.output_dir), choices).run()
+    Hydra has made a fresh, empty folder for the run; it is removed again when the run
+    stops before training (a configuration error) or continues an earlier run's folder.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    choices = OmegaConf.to_container(hydra_cfg.runtime.choices)
+    previous_runs, where = None, None
+    if cfg.resume == "last" and hydra_cfg.mode == RunMode.MULTIRUN:
+        sweeps = Path(hydra_cfg.sweep.dir).parent
+        previous_runs = sweep_job_folders(sweeps, hydra_cfg.job.override_dirname, exclude=output_dir)
+        where = f"{sweeps}/*/<job number>_{hydra_cfg.job.override_dirname}/"
+    elif cfg.resume == "last":
+        previous_runs = single_run_folders(Path(cfg.paths.runs), cfg.name, exclude=output_dir)
+    try:
+        experiment = build_experiment(cfg, output_dir, choices, previous_runs=previous_runs, runs_described_as=where)
+    except BaseException:
+        _remove_if_empty(output_dir)
+        raise
+    if experiment.run_dir.resolve() != output_dir.resolve():
+        _remove_if_empty(output_dir)
+    else:
+        run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config, resolve=True))
+    return experiment.run()

@@ -7,16 +7,21 @@ cannot be reached within a few seconds, so a run never hangs on the network.
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 import socket
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
+import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+from engine.config import ConfigError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -30,14 +35,51 @@ class RunContext:
     config: dict[str, Any]  # the flattened, resolved configuration
     debug: bool = False
     wandb_run_id: str | None = None  # set when resuming a run
+    resume_step: int | None = None  # global step of the checkpoint a resumed run starts from
     tags: list[str] = field(default_factory=list)
 
 
 def csv_logger(context: RunContext) -> CSVLogger:
-    """Metrics as CSV under `<run_dir>/csv/version_<n>/metrics.csv` (no account needed)."""
-    logger = CSVLogger(save_dir=str(context.run_dir), name="csv")
+    """Metrics as CSV under `<run_dir>/csv/version_<n>/metrics.csv` (no account needed).
+
+    A resumed run continues the newest `metrics.csv` of its folder, without the rows
+    logged after its checkpoint, so the file reads as if the run had never stopped.
+    """
+    earlier = sorted((context.run_dir / "csv").glob("version_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[-1]))
+    if context.resume_step is None or not earlier:
+        logger = CSVLogger(save_dir=str(context.run_dir), name="csv")
+    else:
+        metrics_file = earlier[-1]
+        with open(metrics_file, newline="") as file:
+            reader = csv.DictReader(file)
+            header, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < context.resume_step]
+        logger = CSVLogger(save_dir=str(context.run_dir), name="csv", version=int(metrics_file.parent.name.split("_")[-1]))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = logger.experiment  # creating the writer deletes the folder's metrics.csv
+        writer.metrics_keys = sorted(header)
+        with open(metrics_file, "w", newline="") as file:
+            table = csv.DictWriter(file, fieldnames=writer.metrics_keys)
+            table.writeheader()
+            table.writerows(kept)
     logger.log_hyperparams(context.config)
     return logger
+
+
+class FlushLoggers(pl.Callback):
+    """Writes buffered metrics (CSV) to disk with every checkpoint and at each epoch start,
+    so that a run killed after a checkpoint has on disk every row logged before it."""
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._flush(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
 
 
 def _wandb_host() -> str:
@@ -98,9 +140,14 @@ def wandb_logger(
     Resuming a run (`context.wandb_run_id`) continues the same W&B run.
     """
     resolved = resolve_wandb_mode(mode, context.debug)
+    if resolved == "online" and not _has_api_key(_wandb_host()):
+        raise ConfigError(
+            f"logger.wandb.mode=online needs a W&B API key: run `wandb login` (or set WANDB_API_KEY), "
+            "or use logger.wandb.mode=auto (online only when a key is configured) or offline"
+        )
     # `mode` goes straight to wandb.init; Lightning's own `offline` flag would set
     # WANDB_MODE for the whole process, leaking into later runs.
-    return WandbLogger(
+    logger = WandbLogger(
         name=context.name,
         save_dir=str(context.run_dir),
         project=project,
@@ -112,6 +159,10 @@ def wandb_logger(
         id=context.wandb_run_id,
         config=context.config,
     )
+    # Lightning always passes `anonymous` to wandb.init, which then warns on every run
+    # that the setting has no effect.
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_runs(loggers: Sequence[Any]) -> None:

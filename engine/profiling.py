@@ -3,15 +3,20 @@
 MACs come from `torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2); custom ops of
 `layers/` register their own formulas with it. Peak memory is exact on CUDA (the caching
 allocator's high-water mark) and, on CPU, the high-water mark of the allocation records
-of the PyTorch profiler.
+of the PyTorch profiler. `conv_families` says which convolution families a built net
+really contains, from the package of each module's class.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -27,6 +32,7 @@ class NetCost:
     fwd_bwd_ms: float  # training forward + backward, median
     peak_mem_mb: float  # peak memory of one training forward + backward
     device: str
+    conv_families: dict[str, int] = field(default_factory=dict)  # family -> number of its modules
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -34,6 +40,25 @@ class NetCost:
 
 def count_parameters(net: nn.Module) -> int:
     return sum(parameter.numel() for parameter in net.parameters())
+
+
+def conv_families(net: nn.Module) -> dict[str, int]:
+    """The convolution families `net` contains: `{family: modules}`.
+
+    A module belongs to family `f` when its class lives in the package `layers.f`, so a
+    new family is found without being listed here; plain `torch.nn` convolutions count as
+    `standard` unless they sit inside a module of a family (its internal parts).
+    """
+    counts: Counter[str] = Counter()
+    family_prefixes: list[str] = []
+    for name, module in net.named_modules():
+        package = type(module).__module__.split(".")
+        if package[0] == "layers" and len(package) > 2:
+            counts[package[1]] += 1
+            family_prefixes.append(f"{name}.")
+        elif isinstance(module, nn.modules.conv._ConvNd) and not any(name.startswith(prefix) for prefix in family_prefixes):
+            counts["standard"] += 1
+    return dict(sorted(counts.items()))
 
 
 def count_macs(net: nn.Module, sample: torch.Tensor) -> int:
@@ -76,7 +101,7 @@ def peak_memory_mb(step: Callable[[], object], device: torch.device) -> float:
         return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         step()
     records = [event for event in profiler.profiler.kineto_results.events() if event.name() == "[memory]"]
     live = peak = 0
@@ -84,6 +109,21 @@ def peak_memory_mb(step: Callable[[], object], device: torch.device) -> float:
         live += event.nbytes()
         peak = max(peak, live)
     return peak / 2**20
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what native code writes to stderr: the profiler's tracing library (Kineto)
+    prints trace stages and a CUDA device-count error even for CPU-only profiling."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def measure(net: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device, warmup: int, repeats: int) -> NetCost:
@@ -106,7 +146,7 @@ def measure(net: nn.Module, input_shape: tuple[int, ...], batch_size: int, devic
     fwd_bwd_ms = median_ms(forward_backward, device, warmup, repeats)
     net.zero_grad(set_to_none=True)  # the measured step then frees nothing allocated before it
     peak = peak_memory_mb(forward_backward, device)
-    return NetCost(count_parameters(net), macs, list(input_shape), fwd_ms, fwd_bwd_ms, peak, str(device))
+    return NetCost(count_parameters(net), macs, list(input_shape), fwd_ms, fwd_bwd_ms, peak, str(device), conv_families(net))
 
 
 def format_count(value: float) -> str:

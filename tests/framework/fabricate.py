@@ -92,3 +92,17 @@ def make_cityscapes_tree(
                 Image.fromarray(color_of_labels(labels)).save(folder / "leftImg8bit" / split / city / f"{frame}{IMAGE_SUFFIX}")
                 Image.fromarray(labels).save(folder / "gtFine" / split / city / f"{frame}{LABEL_SUFFIX}")
     return folder
+
+
+def write_mnist(root: Path, train_images: int = 40, test_images: int = 20, seed: int = 0) -> Path:
+    """IDX files in torchvision's layout `<root>/MNIST/raw/`; labels cycle through 0-9."""
+    rng = np.random.default_rng(seed)
+    folder = root / "MNIST" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train_images), ("t10k", test_images)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        header = bytes([0, 0, 8, 3]) + b"".join(size.to_bytes(4, "big") for size in images.shape)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + count.to_bytes(4, "big") + labels.tobytes())
+    return root

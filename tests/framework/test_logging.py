@@ -29,7 +29,7 @@ def test_offline_wandb_run_writes_config_history_and_tags(tmp_path):
     assert len(folders) == 1, "auto mode without an API key must run offline, in the run folder"
     log = read_wandb_log(next(folders[0].glob("run-*.wandb")))
     assert log.run.project == "farconv" and list(log.run.tags) == ["unit-test"] and log.run.run_group == "tests"
-    assert log.run.display_name == "simple_cnn-digits"
+    assert log.run.display_name == "simple_cnn-standard-digits"
     assert log.config["train.lr"] == pytest.approx(3e-3)  # the flattened, resolved config
     assert log.config["net._target_"] == "models.simple_cnn.SimpleCNN"
     logged = {key for row in log.history for key in row}
@@ -82,3 +82,10 @@ def test_host_probe_answers_quickly_on_loopback():
     start = time.perf_counter()
     assert not host_reachable("127.0.0.1", port, timeout=2.0)  # closed port: refused at once
     assert time.perf_counter() - start < 2.5
+
+
+def test_wandb_logger_does_not_pass_the_deprecated_anonymous_setting(tmp_path):
+    from engine.loggers import RunContext, wandb_logger
+
+    logger = wandb_logger(RunContext(run_dir=tmp_path, name="x", config={}), project="farconv", mode="offline")
+    assert "anonymous" not in logger._wandb_init  # wandb warns "The anonymous setting has no effect" otherwise

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import choices_of, compose
+from engine.cli import CONFIG_DIR, choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
 from tests.conftest import HAS_SHARED_MNIST, QUICK, REPO, SHARED_DATA
-from tests.framework.fabricate import make_cityscapes_tree, write_cifar, write_cifar100, write_image_folder
+from tests.framework.fabricate import make_cityscapes_tree, write_cifar, write_cifar100, write_image_folder, write_mnist
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,8 @@ def data_root(tmp_path_factory) -> Path:
     make_cityscapes_tree(root, images_per_city=4, size=(32, 64))
     if HAS_SHARED_MNIST:
         (root / "MNIST").symlink_to(SHARED_DATA / "MNIST")
+    else:
+        write_mnist(root, train_images=200, test_images=40)
     return root
 
 
@@ -43,23 +45,44 @@ DATASET_OVERRIDES = {
     "cifar100": [],
     "imagenet": ["dataset.num_classes=4", "dataset.input_size=[64,64]", "dataset.val_fraction=0.25"],
 }
+# The fast_dev_run table: every net of cfg/net/ appears in COMPATIBLE (classification) or
+# SEGMENTATION_NETS (test_every_net_has_a_fast_dev_run fails otherwise). Adding a net? Add a
+# row with a small, fast dataset.
 COMPATIBLE = [
     ("simple_cnn", dataset) for dataset in DATASET_OVERRIDES
 ] + [
     ("resnet20", "digits"), ("resnet20", "mnist"), ("resnet20", "cifar10"), ("resnet20", "cifar100"),
     ("resnet18", "cifar10"), ("resnet18", "imagenet"), ("resnet50", "imagenet"),
+    ("flexnet3", "digits"), ("flexnet5", "digits"), ("flexnet7", "digits"),
+    ("flextcn2", "mnist1d"), ("flextcn4", "mnist1d"), ("flextcn6", "mnist1d"), ("ckcnn", "mnist1d"),
+    ("box_mnist", "mnist"),
+    ("resnet26", "imagenet"), ("resnet101", "imagenet"), ("resnet152", "imagenet"), ("oct_resnet20", "cifar10"),
+    ("oct_resnet26", "imagenet"), ("oct_resnet50", "imagenet"), ("oct_resnet101", "imagenet"), ("oct_resnet152", "imagenet"),
+    ("ccnn_mnist", "mnist"), ("cnn_mnist", "mnist"), ("resnet18_cifar", "cifar10"), ("resnet50_cifar", "cifar100"),
+    ("resnet18_tiny", "cifar10"), ("resnet50_tiny", "cifar10"), ("densenet_bc40", "cifar10"), ("vgg11_bn_cifar", "cifar10"),
+    ("wrn28_10", "cifar10"),
+    ("convnext_t", "imagenet"), ("convnext_s", "imagenet"), ("convnext_b", "imagenet"),
+    ("convnext_t_dcls", "imagenet"), ("convnext_s_dcls", "imagenet"), ("convnext_b_dcls", "imagenet"),
+    ("convnext_cifar_dcls", "cifar10"),
 ]  # fmt: skip
+SLOW_RUNS = {"resnet101", "resnet152", "oct_resnet101", "oct_resnet152"}  # deep ImageNet nets
+SLOW_RUNS |= {"resnet50_cifar", "wrn28_10"}  # tens of millions of parameters at 32x32
+SLOW_RUNS |= {"convnext_t", "convnext_s", "convnext_b", "convnext_t_dcls", "convnext_s_dcls", "convnext_b_dcls"}
 
 
-@pytest.mark.parametrize("net, dataset", COMPATIBLE)
+@pytest.mark.parametrize("net, dataset", [pytest.param(*row, marks=pytest.mark.slow) if row[0] in SLOW_RUNS else row for row in COMPATIBLE])
 def test_fast_dev_run(net, dataset, tmp_path, data_root):
-    if dataset == "mnist" and not HAS_SHARED_MNIST:
-        pytest.skip("needs the real MNIST in ../shared/data")
     metrics = run([f"net={net}", f"dataset={dataset}", "+trainer.fast_dev_run=true", *DATASET_OVERRIDES[dataset]], tmp_path, data_root)
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
 SEGMENTATION_NETS = ["enet", "boxenet", "boxonlyenet", "enet_minus", "erfnet", "boxerfnet"]
+
+
+def test_every_net_has_a_fast_dev_run():
+    tested = {net for net, _ in COMPATIBLE} | set(SEGMENTATION_NETS)
+    nets = {path.stem for path in (CONFIG_DIR / "net").glob("*.yaml")}
+    assert sorted(nets - tested) == [], "add these nets to COMPATIBLE or SEGMENTATION_NETS"
 
 
 @pytest.mark.parametrize("net", SEGMENTATION_NETS)
@@ -85,7 +108,7 @@ def test_fast_dev_run_with_box_convolutions(net, dataset, tmp_path, data_root):
         (["net.kernel_size=4"], "net: simple_cnn: kernel_size=4 must be odd"),
         (["dataset=cifar10"], "CIFAR-10 not found"),
         (["pretrained=/no/such.ckpt"], "pretrained=/no/such.ckpt: no such checkpoint file"),
-        (["resume=last"], "resume=last: no checkpoint matches"),
+        (["resume=last"], "resume=last: no earlier run in "),
     ],
 )
 def test_impossible_runs_stop_with_a_config_error(overrides, message, tmp_path):
@@ -112,7 +135,7 @@ def test_pretrained_checkpoint_that_does_not_fit_is_rejected(tmp_path):
 def test_corrupt_checkpoint_is_rejected(tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match=f"cannot read checkpoint {broken}"):
+    with pytest.raises(ConfigError, match=f"pretrained={broken}: {broken} is not a readable PyTorch checkpoint"):
         run(["train.do=false", f"pretrained={broken}"], tmp_path)
 
 
@@ -125,3 +148,11 @@ def test_default_experiment_command_reports_test_accuracy(tmp_path):
     accuracy_lines = [line for line in result.stdout.splitlines() if line.startswith("Test accuracy: ")]
     assert len(accuracy_lines) == 1
     assert float(accuracy_lines[0].split()[-1].rstrip("%")) > 80.0
+
+
+def test_model_summary_counts_flops(tmp_path):
+    from pytorch_lightning.utilities.model_summary import ModelSummary
+
+    cfg = compose([*QUICK, f"paths.runs={tmp_path}"])
+    experiment = build_experiment(cfg, tmp_path / "run", choices_of(cfg))
+    assert ModelSummary(experiment.task, max_depth=1).total_flops == 2 * 1_493_632  # 2 x the MACs run_profiler.py reports

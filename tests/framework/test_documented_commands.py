@@ -1,0 +1,64 @@
+"""Every command shown in README.md and the Makefile composes and validates (each job of
+a sweep included), so a renamed option breaks a test, not a user; `--help` lists the
+groups and options; the model summary shows FLOPs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from engine.cli import check_command_line, config_groups, help_text
+from tests.conftest import REPO
+
+SCRIPT = re.compile(r"(?:python\s+)?(run_experiment\.py|run_profiler\.py)([^`#|\n]*)")
+MAKE = re.compile(r"make experiment ARGS=\"([^\"]*)\"")
+PLACEHOLDER = re.compile(r"<|\.\.\.|^key=value$|^\[")
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    commands = []
+    for name in ("README.md", "Makefile"):
+        text = (REPO / name).read_text()
+        found = [(script, arguments) for script, arguments in SCRIPT.findall(text)] + [("run_experiment.py", arguments) for arguments in MAKE.findall(text)]
+        for script, arguments in found:
+            words = shlex.split(arguments)
+            if words and not any(PLACEHOLDER.search(word) for word in words) and all("=" in word or word.startswith("-") for word in words):
+                commands.append((f"{name}: {script} {arguments.strip()}", words))
+    return commands
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_documents_show_commands():
+    assert len(COMMANDS) >= 6, COMMANDS
+    assert any("net=resnet20 dataset=cifar10" in label for label, _ in COMMANDS if label.startswith("Makefile"))
+
+
+@pytest.mark.parametrize("words", [words for _, words in COMMANDS], ids=[label for label, _ in COMMANDS])
+def test_documented_command_composes_and_validates(words):
+    if words[0] in ("--help", "-h"):
+        return
+    multirun = any(word in ("-m", "--multirun") for word in words)
+    check_command_line([word for word in words if word not in ("-m", "--multirun")], multirun=multirun)
+
+
+def test_help_lists_usage_groups_options_examples_and_keys(monkeypatch):
+    monkeypatch.setattr(sys.modules["__main__"], "__doc__", "Train and test one configuration: `python run_experiment.py ...`.")
+    text = help_text()
+    assert text.startswith("Train and test one configuration")
+    for group, options in config_groups().items():
+        assert re.search(rf"^  {group}\s+{re.escape(', '.join(options))}$", text, flags=re.MULTILINE), group
+    assert "common" not in config_groups() and "net" in config_groups()
+    for key in ("train.epochs", "train.do=false", "pretrained=", "pretrained_wandb", "resume=last", "debug=true", "python run_experiment.py -m"):
+        assert key in text
+
+
+def test_help_command_prints_the_help_not_the_config():
+    result = subprocess.run([sys.executable, "run_experiment.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("Train and test one configuration")
+    assert "_target_" not in result.stdout and "== Config ==" not in result.stdout
