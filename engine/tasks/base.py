@@ -53,16 +53,51 @@ class TaskModule(pl.LightningModule):
         raise NotImplementedError
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        if self.decay_norm_and_bias:
-            return [{"params": [p for p in self.net.parameters() if p.requires_grad]}]
-        decayed, exempt = [], []
+        """Trainable parameters grouped by their optimiser options.
+
+        Weight decay exempts 1-D parameters unless `decay_norm_and_bias`; modules that
+        implement `layers.factory.ParameterOptions` add their own options per parameter
+        (`lr_factor`, `weight_decay`, ...), which win over both.
+        """
+        requested = {
+            id(parameter): options
+            for module in self.net.modules()
+            if callable(getattr(module, "parameter_options", None))
+            for name, options in module.parameter_options().items()
+            if (parameter := getattr(module, name, None)) is not None
+        }
+        groups: dict[tuple, dict[str, Any]] = {}
         for parameter in self.net.parameters():
-            if parameter.requires_grad:
-                (exempt if parameter.ndim <= 1 else decayed).append(parameter)
-        return [{"params": decayed}, {"params": exempt, "weight_decay": 0.0}]
+            if not parameter.requires_grad:
+                continue
+            options = {} if self.decay_norm_and_bias or parameter.ndim > 1 else {"weight_decay": 0.0}
+            options = {**options, **requested.get(id(parameter), {})}
+            key = tuple(sorted(options.items()))
+            groups.setdefault(key, {"params": [], **options})["params"].append(parameter)
+        return list(groups.values())
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """Sum of the terms that modules implementing `layers.factory.AuxiliaryLoss` add to the
+        training loss; None when none does."""
+        terms = [
+            term
+            for module in self.net.modules()
+            if callable(getattr(module, "auxiliary_loss", None)) and (term := module.auxiliary_loss()) is not None
+        ]
+        return torch.stack(terms).sum() if terms else None
+
+    def with_auxiliary_loss(self, loss: Tensor, batch_size: int) -> Tensor:
+        """`loss` plus the net's auxiliary terms (logged as `train/aux_loss`), for training steps."""
+        auxiliary = self.auxiliary_loss()
+        if auxiliary is None:
+            return loss
+        self.log("train/aux_loss", auxiliary, on_step=True, on_epoch=True, batch_size=batch_size)
+        return loss + auxiliary
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameter_groups())
+        for group in optimizer.param_groups:  # before the schedule records each group's initial lr
+            group["lr"] *= group.get("lr_factor", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

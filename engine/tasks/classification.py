@@ -50,7 +50,7 @@ class ClassificationTask(TaskModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
+        return self.with_auxiliary_loss(self._shared_step(batch, "train", self.train_metrics), len(batch[1]))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val", self.val_metrics)

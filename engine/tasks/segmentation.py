@@ -129,7 +129,7 @@ class SegmentationTask(TaskModule):
         return loss, predictions
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")[0]
+        return self.with_auxiliary_loss(self._shared_step(batch, "train")[0], len(batch[0]))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         _, predictions = self._shared_step(batch, "val")

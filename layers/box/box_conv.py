@@ -111,6 +111,13 @@ class BoxConv2d(nn.Module):
         """`(x_min, x_max, y_min, y_max)` in pixels (differentiable)."""
         return tuple(parameter * scale for parameter, scale in zip(self._parameters_hw(), self._scales()))
 
+    @torch.no_grad()
+    def learned_extent(self) -> dict[str, Tensor]:
+        """`{"height": (C*F,), "width": (C*F,)}`: each box's size in input pixels, as evaluated
+        (`x_max - x_min + 1` rows, `y_max - y_min + 1` columns); `layers.factory.LearnedExtent`."""
+        x_min, x_max, y_min, y_max = self.box_coordinates()
+        return {"height": (x_max - x_min + 1).flatten(), "width": (y_max - y_min + 1).flatten()}
+
     def _parameters_hw(self) -> tuple[nn.Parameter, ...]:
         return self.x_min, self.x_max, self.y_min, self.y_max
 

@@ -192,4 +192,8 @@ def box_conv2d(
     """
     check_arguments(input, (x_min, x_max, y_min, y_max), impl)
     stride_h, stride_w = _pair(stride, "stride")
+    if torch.is_autocast_enabled(input.device.type) and input.dtype == torch.float32:
+        # Autocast does not know this op; run it in the autocast dtype as it would a convolution
+        # (the box coordinates stay float32: rounding box edges to bf16 would move them).
+        input = input.to(torch.get_autocast_dtype(input.device.type))
     return torch.ops.farconv.box_conv2d(input, x_min, x_max, y_min, y_max, stride_h, stride_w, normalize, exact, impl)

@@ -145,6 +145,15 @@ def test_torch_compile_traces_the_op_without_graph_breaks():
 # --- the conv=box family ------------------------------------------------------------------------
 
 
+def test_autocast_runs_the_op_in_its_dtype_with_float32_boxes():
+    layer = BoxConv2d(3, 2, 16, 16)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, layer(x.bfloat16()), rtol=0, atol=0)
+
+
 def test_box_family_replaces_spatial_convolutions_only():
     spatial = box_conv(8, 16, 3, stride=2, padding=1, max_input_size=(16, 16))
     assert spatial(torch.randn(2, 8, 16, 16)).shape == (2, 16, 8, 8)
