@@ -1,0 +1,178 @@
+"""`Dcls1d`, `Dcls2d`, `Dcls3d`: convolutions whose K kernel elements sit at learned positions.
+
+Dilated Convolution with Learnable Spacings (Khalfaoui-Hassani, Pellegrini, Masquelier,
+ICLR 2023, arXiv 2112.03740); Gaussian interpolation from "Dilated Convolution with
+Learnable Spacings: beyond bilinear interpolation" (arXiv 2306.00817).
+
+The constructor, parameter names (`weight`, `P`, `SIG`, `bias`) and initialisation are
+those of the `dcls` 0.1.1 package, so its users can swap imports. The axis convention of
+`P` (`P[0]` moves along the last spatial axis) is `dcls`' for `v1`, `max` and `gauss`, and
+now also for `v0`; see `layers/dcls/reference.py` for what else differs (non-square and
+even kernels, gradients at kinks).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn import init
+
+from layers.dcls.functional import IMPLEMENTATIONS, construct_kernel
+from layers.dcls.reference import HAS_SIGMA, VERSIONS, axis_sizes, position_limits
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+GAUSS_SIGMA_INIT = 0.23
+POSITION_INIT_STD = 0.5
+
+
+def _tuple(value, ndim: int, name: str) -> tuple[int, ...]:
+    values = (value,) * ndim if isinstance(value, int) else tuple(value)
+    if len(values) != ndim or not all(isinstance(v, int) for v in values):
+        raise ValueError(f"Dcls{ndim}d: {name}={value!r} must be an int or {ndim} ints")
+    return values
+
+
+class _DclsNd(nn.Module):
+    """Shared body of `Dcls1d/2d/3d`: `(B, C_in, *S) -> (B, C_out, *S')`, with `S'` as for a
+    convolution with kernel `dilated_kernel_size`, `stride` and `padding`.
+
+    Parameters:
+        weight: `(C_out, C_in/g, K)`; P: `(ndim, C_out, C_in/g, K)` centred positions,
+        `P[0]` along the last spatial axis; SIG: same shape (`max`, `gauss`); bias: `(C_out,)`.
+    """
+
+    ndim: int
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_count: int,
+        stride=1,
+        padding=0,
+        dilated_kernel_size=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        version: str = "gauss",
+        impl: str = "auto",
+        position_lr_factor: float = 1.0,
+        position_weight_decay: float | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if version not in VERSIONS:
+            raise ValueError(f"{name}: version={version!r} is not one of {VERSIONS}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode={padding_mode!r} is not one of {PADDING_MODES}")
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"{name}: impl={impl!r} is not one of {IMPLEMENTATIONS}")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        self.dilated_kernel_size = _tuple(dilated_kernel_size, self.ndim, "dilated_kernel_size")
+        if min(self.dilated_kernel_size) < 1:
+            raise ValueError(f"{name}: dilated_kernel_size={dilated_kernel_size!r} must be positive")
+        taps = math.prod(self.dilated_kernel_size)
+        if not 1 <= kernel_count <= taps:
+            raise ValueError(f"{name}: kernel_count={kernel_count} must be in [1, {taps}] (the taps of dilated_kernel_size={self.dilated_kernel_size})")
+        self.in_channels, self.out_channels, self.kernel_count = in_channels, out_channels, kernel_count
+        self.stride = _tuple(stride, self.ndim, "stride")
+        self.padding = _tuple(padding, self.ndim, "padding")
+        self.groups, self.padding_mode, self.version, self.impl = groups, padding_mode, version, impl
+        self.position_lr_factor, self.position_weight_decay = position_lr_factor, position_weight_decay
+        filters = (out_channels, in_channels // groups, kernel_count)
+        self.weight = nn.Parameter(torch.empty(filters))
+        self.P = nn.Parameter(torch.empty(self.ndim, *filters))
+        self.SIG = nn.Parameter(torch.empty(self.ndim, *filters)) if version in HAS_SIGMA else None
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """As `dcls` 0.1.1, in the same order of random draws: Kaiming-uniform weights and
+        bias as `nn.ConvNd`, positions N(0, 0.5) clamped, SIG 0.23 (gauss) or 0 (max)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        with torch.no_grad():
+            for a in range(self.ndim):
+                init.normal_(self.P[a], 0, POSITION_INIT_STD)
+            self.clamp_parameters()
+            if self.SIG is not None:
+                self.SIG.fill_(GAUSS_SIGMA_INIT if self.version == "gauss" else 0.0)
+
+    @torch.no_grad()
+    def clamp_parameters(self) -> None:
+        """Clamp every position into the dilated kernel (in place)."""
+        for a, size in enumerate(axis_sizes(self.dilated_kernel_size)):
+            low, high = position_limits(size)
+            self.P[a].clamp_(low, high)
+
+    def kernel(self) -> Tensor:
+        """The dense dilated kernel `(C_out, C_in/g, *dilated_kernel_size)`."""
+        return construct_kernel(self.weight, self.P, self.SIG, self.dilated_kernel_size, self.version, self.impl)
+
+    def forward(self, input: Tensor) -> Tensor:
+        kernel = self.kernel()
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            reversed_padding = [p for p in reversed(self.padding) for _ in range(2)]
+            input, padding = F.pad(input, reversed_padding, mode=self.padding_mode), 0
+        return _CONV[self.ndim](input, kernel, self.bias, self.stride, padding, 1, self.groups)
+
+    def parameter_options(self) -> dict[str, dict[str, float]]:
+        """Positions and SIG: their own learning-rate factor and weight decay (the paper's
+        recipe uses x5 and none); nothing when left at the optimiser's settings."""
+        options = {"lr_factor": self.position_lr_factor}
+        if self.position_weight_decay is not None:
+            options["weight_decay"] = self.position_weight_decay
+        if options == {"lr_factor": 1.0}:
+            return {}
+        return {name: dict(options) for name in ("P", "SIG") if getattr(self, name) is not None}
+
+    def learned_extent(self) -> dict[str, Tensor]:
+        """Spread of the positions per spatial axis, in input pixels: for each filter, the
+        range (max - min) of its K positions plus one, `(C_out*C_in/g,)` per axis."""
+        positions = self.P.detach().flatten(1, 2)
+        spread = positions.amax(-1) - positions.amin(-1) + 1
+        names = ("x", "y", "z")
+        return {f"spread_{names[a]}": spread[a] for a in range(self.ndim)}
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, "
+            f"dilated_kernel_size={self.dilated_kernel_size}, stride={self.stride}, padding={self.padding}, version={self.version}"
+        )
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode}"
+        return text
+
+
+class Dcls1d(_DclsNd):
+    """DCLS convolution over `(B, C_in, L)`; see `_DclsNd`."""
+
+    ndim = 1
+
+
+class Dcls2d(_DclsNd):
+    """DCLS convolution over `(B, C_in, H, W)`; see `_DclsNd`. `use_implicit_gemm` is
+    accepted for `dcls` compatibility and ignored (the convolution is PyTorch's)."""
+
+    ndim = 2
+
+    def __init__(self, *args, use_implicit_gemm: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+
+
+class Dcls3d(_DclsNd):
+    """DCLS convolution over `(B, C_in, D, H, W)`; see `_DclsNd`."""
+
+    ndim = 3

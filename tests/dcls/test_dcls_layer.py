@@ -1,0 +1,157 @@
+"""`Dcls1d/2d/3d`: equality with `dcls` 0.1.1 (same init, outputs and gradients for square
+kernels), the dense-kernel equivalent, clamping, dtypes, options, and a learning test."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from layers.dcls import Dcls1d, Dcls2d, Dcls3d
+
+LAYERS = {1: Dcls1d, 2: Dcls2d, 3: Dcls3d}
+# dcls 0.1.1's v0 orders P's axes as (rows, columns) in 2-D and (depth, width, height) in
+# 3-D; v1/max/gauss (and every version here) as (x, y, z). Row a of theirs is row perm[a] of ours.
+DCLS_V0_AXES = {1: [0], 2: [1, 0], 3: [2, 0, 1]}
+
+
+@pytest.fixture(scope="module")
+def DCLS():
+    modules = pytest.importorskip("DCLS.construct.modules", reason="needs the test dependency dcls==0.1.1")
+    logging.getLogger().setLevel(logging.ERROR)  # dcls warns about its CUDA-only GEMM on every Dcls2d
+    return modules
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+@pytest.mark.parametrize("version", ["v0", "v1", "max", "gauss"])
+def test_equal_to_dcls_0_1_1(DCLS, ndim, version):
+    theirs_cls = {1: DCLS.Dcls1d, 2: DCLS.Dcls2d, 3: DCLS.Dcls3d}[ndim]
+    options = dict(stride=1, padding=2, dilated_kernel_size=5, groups=2, version=version)
+    torch.manual_seed(3)
+    ours = LAYERS[ndim](4, 6, 5, **options).double()
+    torch.manual_seed(3)
+    theirs = theirs_cls(4, 6, 5, **options).double()
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert torch.equal(a, b), name  # same init, same order of random draws
+    with torch.no_grad():  # off the grid and SIG != 0: there dcls' gradients vanish (see the math tests)
+        ours.P.add_(0.123)
+        if ours.SIG is not None:
+            ours.SIG.add_(0.37)
+            theirs.SIG.copy_(ours.SIG)
+        if version == "v0":
+            theirs.P.copy_(ours.P[DCLS_V0_AXES[ndim]])
+        else:
+            theirs.P.copy_(ours.P)
+    x = torch.randn(2, 4, *([8] * ndim), dtype=torch.float64)
+    out_ours, out_theirs = ours(x), theirs(x)
+    torch.testing.assert_close(out_ours, out_theirs, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(out_ours)
+    out_ours.backward(grad)
+    out_theirs.backward(grad)
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
+        expected = b.grad
+        if name == "P" and version == "v0":  # their row a is our row perm[a]
+            expected = torch.empty_like(b.grad).index_copy_(0, torch.tensor(DCLS_V0_AXES[ndim]), b.grad)
+        torch.testing.assert_close(a.grad, expected, rtol=1e-9, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("version", ["v1", "gauss"])
+def test_forward_is_a_dense_convolution_with_the_constructed_kernel(version):
+    torch.manual_seed(0)
+    layer = Dcls2d(3, 4, 6, stride=2, padding=(3, 1), dilated_kernel_size=(7, 3), version=version).double()
+    x = torch.randn(2, 3, 11, 9, dtype=torch.float64)
+    expected = F.conv2d(x, layer.kernel(), layer.bias, stride=2, padding=(3, 1))
+    torch.testing.assert_close(layer(x), expected)
+    assert layer(x).shape == (2, 4, 6, 5)
+
+
+def test_padding_modes_pad_before_the_convolution():
+    torch.manual_seed(0)
+    layer = Dcls1d(2, 2, 3, padding=3, dilated_kernel_size=7, padding_mode="circular").double()
+    x = torch.randn(1, 2, 10, dtype=torch.float64)
+    expected = F.conv1d(F.pad(x, (3, 3), mode="circular"), layer.kernel(), layer.bias)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_clamp_keeps_positions_inside_non_square_even_kernels():
+    layer = Dcls2d(1, 1, 4, dilated_kernel_size=(7, 4), version="v1")
+    with torch.no_grad():
+        layer.P.fill_(100.0)
+    layer.clamp_parameters()
+    assert layer.P[0].max().item() == 1  # x, width 4: taps -2..1
+    assert layer.P[1].max().item() == 3  # y, height 7: taps -3..3
+    with torch.no_grad():
+        layer.P.fill_(-100.0)
+    layer.clamp_parameters()
+    assert layer.P[0].min().item() == -2 and layer.P[1].min().item() == -3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_modules_and_autocast(dtype):
+    torch.manual_seed(0)
+    layer = Dcls2d(2, 2, 4, padding=2, dilated_kernel_size=5, groups=2)
+    x = torch.randn(1, 2, 6, 6)
+    expected = layer(x)
+    if dtype == torch.bfloat16:  # no grid is cached: the module follows .to(dtype) entirely
+        out = layer.to(dtype)(x.to(dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = Dcls2d(2, 2, 4, padding=2, dilated_kernel_size=5, groups=2)(x)
+    assert out.dtype == torch.bfloat16
+
+
+def test_options_and_extent():
+    layer = Dcls2d(2, 4, 3, dilated_kernel_size=(9, 5), version="gauss", position_lr_factor=5.0, position_weight_decay=0.0)
+    assert layer.parameter_options() == {"P": {"lr_factor": 5.0, "weight_decay": 0.0}, "SIG": {"lr_factor": 5.0, "weight_decay": 0.0}}
+    assert Dcls2d(2, 4, 3, dilated_kernel_size=5, version="v1").parameter_options() == {}
+    with torch.no_grad():
+        layer.P.zero_()
+        layer.P[1, :, :, 0] = -2.0  # y of the first element
+    extent = layer.learned_extent()
+    assert set(extent) == {"spread_x", "spread_y"}
+    assert extent["spread_x"].shape == (8,) and (extent["spread_x"] == 1).all()
+    assert (extent["spread_y"] == 3).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(version="v3"), "version='v3'"),
+        (dict(kernel_count=30), "kernel_count=30"),
+        (dict(dilated_kernel_size=(3, 3, 3)), "dilated_kernel_size"),
+        (dict(padding_mode="mirror"), "padding_mode='mirror'"),
+        (dict(groups=3), "groups=3"),
+    ],
+)
+def test_errors_name_the_bad_value(kwargs, match):
+    options = dict(in_channels=4, out_channels=4, kernel_count=9, dilated_kernel_size=5) | kwargs
+    with pytest.raises(ValueError, match=match):
+        Dcls2d(**options)
+
+
+def test_learns_the_positions_of_a_sparse_target_kernel():
+    # target: a depthwise 1-D kernel with two taps at known offsets; a DCLS layer with two
+    # elements started near the centre must move them there (v1, positions and weights learned)
+    torch.manual_seed(0)
+    size = 11
+    target = torch.zeros(1, 1, size)
+    target[0, 0, 5 + 3], target[0, 0, 5 - 2] = 1.0, -0.5
+    layer = Dcls1d(1, 1, 2, padding=size // 2, dilated_kernel_size=size, bias=False, version="gauss")
+    with torch.no_grad():
+        layer.P.copy_(torch.tensor([[[[1.0, -0.5]]]]))
+        layer.weight.copy_(torch.tensor([[[0.5, -0.5]]]))
+    optimiser = torch.optim.Adam(layer.parameters(), lr=0.1)
+    x = torch.randn(4, 1, 48)
+    y = F.conv1d(x, target, padding=size // 2)
+    for _ in range(150):
+        optimiser.zero_grad()
+        loss = F.mse_loss(layer(x), y)
+        loss.backward()
+        optimiser.step()
+        layer.clamp_parameters()
+    positions = sorted(layer.P.detach().flatten().tolist())
+    assert positions == pytest.approx([-2.0, 3.0], abs=0.15), positions
+    assert loss.item() < 1e-3

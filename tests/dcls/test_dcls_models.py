@@ -1,0 +1,127 @@
+"""`conv=dcls` in the framework's nets, ConvNeXt(-DCLS) sizes, the recipe's optimiser
+groups, the clamp and picture callbacks, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from engine.cli import compose
+from engine.dcls_callbacks import DclsClamp
+from engine.visualization import DclsVisualization
+from engine.nets import build_net
+from engine.profiling import conv_families, count_macs, count_parameters
+from engine.tasks import ClassificationTask
+from layers.dcls import Dcls2d, dcls_conv
+from models.convnext import ConvNeXt
+
+
+def test_conv_dcls_turns_every_kxk_convolution_into_dcls_with_k2_elements():
+    cfg = compose(["net=resnet20", "dataset=cifar10", "conv=dcls", "conv.dilated_kernel_size=5", "conv.version=v1"])
+    net = build_net(cfg)
+    layers = [m for m in net.modules() if isinstance(m, Dcls2d)]
+    assert layers and all(m.kernel_count == 9 and m.dilated_kernel_size == (5, 5) and m.version == "v1" for m in layers)
+    assert not any(isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1) for m in net.modules())
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_simple_cnn_with_dcls_keeps_its_output_size_and_trains():
+    net = build_net(compose(["net=simple_cnn", "dataset=digits", "conv=dcls"]))
+    assert conv_families(net) == {"dcls": 4}
+    loss = net(torch.randn(3, 1, 8, 8)).logsumexp(1).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(version="v9"), "version='v9'"),
+        (dict(dilated_kernel_size=1), "dilated_kernel_size=1 is smaller than the net's kernel_size=3"),
+        (dict(dilated_kernel_size=4), "must be even"),
+        (dict(dilated_kernel_size=3, kernel_count=10), "kernel_count=10 must be in \\[1, 9\\]"),
+        (dict(dilation=2), "dilation=2"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_them(options, match):
+    with pytest.raises(ValueError, match=match) as error:
+        dcls_conv(4, 4, 3, padding=1, **options)
+    assert "\n" not in str(error.value)
+
+
+def convnext(variant: str, dcls: bool) -> ConvNeXt:
+    depths = {"t": (3, 3, 9, 3), "s": (3, 3, 27, 3), "b": (3, 3, 27, 3)}[variant]
+    dims = (128, 256, 512, 1024) if variant == "b" else (96, 192, 384, 768)
+    if not dcls:
+        return ConvNeXt(depths=depths, dims=dims)
+    count = 34 if variant == "t" else 40
+    conv = functools.partial(dcls_conv, version="v1", dilated_kernel_size=17, kernel_count=count)
+    return ConvNeXt(depths=depths, dims=dims, share_positions=True, conv=conv)
+
+
+@pytest.mark.slow  # builds ImageNet-size nets
+@pytest.mark.parametrize(
+    "variant, dense, with_dcls",
+    [("t", 28_589_128, 28_587_688), ("s", 50_223_688, 50_217_064), ("b", 88_591_464, 88_582_632)],
+)
+def test_convnext_sizes_match_the_papers(variant, dense, with_dcls):
+    # ConvNeXt-T/S/B 28.6M/50.2M/88.6M (arXiv 2201.03545); DCLS versions the same at 0.1M
+    # precision (arXiv 2112.03740, Table 1): fewer weights, positions shared per stage
+    assert count_parameters(convnext(variant, False)) == dense
+    assert count_parameters(convnext(variant, True)) == with_dcls
+
+
+@pytest.mark.slow
+def test_shared_positions_are_one_parameter_per_stage():
+    net = convnext("t", True)
+    stage = net.stages[0]
+    assert stage[0].dwconv.P is stage[2].dwconv.P
+    assert stage[0].dwconv.weight is not stage[1].dwconv.weight
+
+
+@pytest.mark.slow
+def test_convnext_dcls_macs_count_the_dilated_convolution():
+    # at 64x64 (1/12.25 of 224x224): the 17x17 depthwise convolutions add (289 - 49) MACs
+    # per output value to the dense net's, and the kernel construction counts K*289 per filter
+    dense, dcls = convnext("t", False), convnext("t", True)
+    sample = torch.randn(1, 3, 64, 64)
+    extra = count_macs(dcls, sample) - count_macs(dense, sample)
+    conv_extra = 240 * sum(c * (64 // s) ** 2 * d for c, s, d in zip((96, 192, 384, 768), (4, 8, 16, 32), (3, 3, 9, 3)))
+    construction = 34 * 289 * sum(c * d for c, d in zip((96, 192, 384, 768), (3, 3, 9, 3)))
+    assert extra == conv_extra + construction
+
+
+def test_recipe_gives_positions_their_own_learning_rate_and_no_weight_decay():
+    net = build_net(compose(["net=simple_cnn", "dataset=digits", "conv=dcls"]))
+    optimizer = functools.partial(torch.optim.AdamW, lr=0.01, weight_decay=0.05)
+    groups = ClassificationTask(num_classes=10, net=net, optimizer=optimizer).configure_optimizers().param_groups
+    by_parameter = {id(p): group for group in groups for p in group["params"]}
+    layer = next(m for m in net.modules() if isinstance(m, Dcls2d))
+    for name in ("P", "SIG"):
+        assert by_parameter[id(getattr(layer, name))]["lr"] == pytest.approx(0.05)
+        assert by_parameter[id(getattr(layer, name))]["weight_decay"] == 0.0
+    assert by_parameter[id(layer.weight)]["lr"] == pytest.approx(0.01)
+    assert by_parameter[id(layer.weight)]["weight_decay"] == 0.05
+
+
+def test_clamp_callback_clamps_dcls_layers_and_ignores_other_nets():
+    net = nn.Sequential(Dcls2d(1, 1, 2, dilated_kernel_size=5), nn.Conv2d(1, 1, 3))
+    with torch.no_grad():
+        net[0].P.fill_(9.0)
+    before = net[1].weight.clone()
+    DclsClamp().on_train_batch_end(None, net, None, None, 0)
+    assert net[0].P.max().item() == 2
+    assert torch.equal(net[1].weight, before)
+    DclsClamp().on_train_batch_end(None, nn.Sequential(nn.Conv2d(1, 1, 3)), None, None, 0)  # no DCLS: nothing to do
+
+
+@pytest.mark.parametrize("version", ["v1", "gauss", "max"])
+def test_visualization_writes_a_png_per_layer(tmp_path, version):
+    net = nn.Sequential(Dcls2d(2, 4, 5, dilated_kernel_size=(7, 5), groups=2, version=version))
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), loggers=[], global_step=3)
+    DclsVisualization(max_filters=3).draw(trainer, net, epoch=2)
+    assert (tmp_path / "dcls" / "0_epoch002.png").stat().st_size > 1000
