@@ -57,12 +57,12 @@ class BasicBlock(_ResidualBlock):
 
 
 class Bottleneck(_ResidualBlock):
-    """1x1 reduce, 3x3 (strided), 1x1 expand by 4 (the torchvision "ResNet v1.5" stride placement)."""
+    """1x1 reduce, 3x3 (strided), 1x1 expand by `expansion` (4; the torchvision "ResNet v1.5" stride placement)."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int, conv: ConvFactory) -> None:
-        out_channels = width * self.expansion
+    def __init__(self, in_channels: int, width: int, stride: int, conv: ConvFactory, expansion: int = 4) -> None:
+        out_channels = width * expansion
         residual = nn.Sequential(
             nn.Conv2d(in_channels, width, 1, bias=False),
             nn.BatchNorm2d(width),
@@ -90,6 +90,8 @@ class ResNet(nn.Module):
         widths: base width of each stage (the first stage keeps the resolution, the others halve it).
         stem: `cifar` (3x3 conv) or `imagenet` (7x7/2 conv + 3x3/2 max-pool).
         zero_init_residual: start every block as the identity (zero last BN scale).
+        bottleneck_expansion: output width / base width of bottleneck blocks (4; 2 in the
+            tiny ResNets of the checkered-subsampling paper, arXiv 1805.10766).
         conv: convolution family factory for the 3x3 convolutions.
     """
 
@@ -103,6 +105,7 @@ class ResNet(nn.Module):
         stem: str = "cifar",
         zero_init_residual: bool = True,
         conv: ConvFactory = standard_conv,
+        bottleneck_expansion: int = 4,
     ) -> None:
         super().__init__()
         if block not in _BLOCKS:
@@ -110,6 +113,7 @@ class ResNet(nn.Module):
         if len(layers) != len(widths) or not layers or min(layers) < 1:
             raise ValueError(f"resnet: layers={list(layers)} and widths={list(widths)} need equal, positive lengths")
         block_type = _BLOCKS[block]
+        expansion = {"expansion": bottleneck_expansion} if block == "bottleneck" else {}
         self.stem = self._make_stem(stem, in_channels, widths[0], conv)
         stages: list[nn.Module] = []
         channels = widths[0]
@@ -117,8 +121,8 @@ class ResNet(nn.Module):
             blocks = []
             for position in range(depth):
                 stride = 2 if index > 0 and position == 0 else 1
-                blocks.append(block_type(channels, width, stride, conv))
-                channels = width * block_type.expansion
+                blocks.append(block_type(channels, width, stride, conv, **expansion))
+                channels = width * expansion.get("expansion", block_type.expansion)
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(global_avg_pool(2), nn.Linear(channels, num_classes))
