@@ -1,0 +1,77 @@
+"""Oct-ResNets (Chen et al., "Drop an Octave", ICCV 2019, arXiv:1904.05049): ResNets whose
+residual blocks run octave convolutions.
+
+`OctResNet` is a `ResNet` converted by `convert_to_octave`, so plain and octave nets share
+one architecture definition and `conv=octave` turns any `net=resnet*` into the same model.
+As in the official Oct-ResNets (facebookresearch/OctConv, `resnetv1.py`): the stem stays
+plain, every bottleneck convolution and projection shortcut is octave, the first block's
+conv1 and projection take the plain stem output (alpha_in = 0), and the last stage has
+alpha = 0 (its first block's conv1 and projection return to a plain map). CIFAR ResNets,
+whose first block has an identity shortcut, make the stem convolution the first octave
+layer instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import nn
+
+from layers.octave import OctaveResidual, OctaveTrunk, convert_to_octave, octave_layer
+from layers.octave.convert import conversion_options
+from layers.octave.octave_conv import check_alpha
+from models.resnet import ResNet, _ResidualBlock
+
+
+@octave_layer.register
+def _(block: _ResidualBlock, alpha_in: float, alpha_out: float, options: dict[str, Any]) -> nn.Module:
+    if isinstance(block.shortcut, nn.Identity) and alpha_in != alpha_out:
+        raise ValueError(f"convert_to_octave: a block with an identity shortcut cannot change alpha from {alpha_in} to {alpha_out}")
+    residual = octave_layer(block.residual, alpha_in, alpha_out, options)
+    shortcut = octave_layer(block.shortcut, alpha_in, alpha_out, options)
+    return OctaveResidual(residual, shortcut, block.relu)
+
+
+@convert_to_octave.register
+def _(model: ResNet, alpha: float, stage_alphas: Sequence[float] | None = None, **options) -> ResNet:
+    check_alpha(alpha)
+    if isinstance(model.stages, OctaveTrunk):
+        raise ValueError(f"convert_to_octave: {type(model).__name__} is already octave (use a plain net with conv=octave)")
+    stages = list(model.stages)
+    if stage_alphas is None:
+        stage_alphas = [alpha] * (len(stages) - 1) + [0.0]
+    if len(stage_alphas) != len(stages):
+        raise ValueError(f"convert_to_octave: stage_alphas={list(stage_alphas)} needs one alpha per stage ({len(stages)})")
+    for value in stage_alphas:
+        check_alpha(value, "stage_alphas")
+    options = conversion_options(**options)
+    current = 0.0
+    if isinstance(stages[0][0].shortcut, nn.Identity):
+        current = stage_alphas[0]
+        model.stem = octave_layer(model.stem, 0.0, current, options)
+    octave_stages = []
+    for stage, stage_alpha in zip(stages, stage_alphas):
+        octave_stages.append(nn.Sequential(*(octave_layer(block, current if index == 0 else stage_alpha, stage_alpha, options)
+                                             for index, block in enumerate(stage))))  # fmt: skip
+        current = stage_alpha
+    model.stages = OctaveTrunk(nn.Sequential(*octave_stages))
+    model.alpha, model.stage_alphas = alpha, list(stage_alphas)
+    return model.train(model.training)
+
+
+class OctResNet(ResNet):
+    """`(B, C, H, W) -> (B, K)`: `ResNet(**resnet_options)` converted by `convert_to_octave`.
+
+    Args:
+        alpha: low-frequency share of the octave layers, in [0, 1) (0 gives the plain ResNet).
+        stage_alphas: one alpha per stage (default: `alpha`, and 0 for the last stage).
+        high_to_low, low_to_high: switch those paths off in every octave layer (ablation).
+        impl: `OctaveConv` implementation (`auto`, `fused`, `reference`).
+        **resnet_options: `ResNet`'s arguments (`in_channels`, `num_classes`, `block`, `layers`, ...).
+    """
+
+    def __init__(self, alpha: float = 0.25, stage_alphas: Sequence[float] | None = None, high_to_low: bool = True,
+                 low_to_high: bool = True, impl: str = "auto", **resnet_options) -> None:  # fmt: skip
+        check_alpha(alpha)
+        super().__init__(**resnet_options)
+        convert_to_octave(self, alpha, stage_alphas, high_to_low=high_to_low, low_to_high=low_to_high, impl=impl)

@@ -1,0 +1,171 @@
+"""Octave helpers, `convert_to_octave`, the Oct-ResNets (layout of the official code, MACs of the
+paper's supplement) and the `conv=octave` / `net=oct_resnet*` configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from engine.cli import compose
+from engine.nets import build_net
+from engine.profiling import count_macs
+from layers.octave import (
+    OctaveBatchNorm,
+    OctaveConv,
+    OctaveConvBNAct,
+    OctaveConversion,
+    OctaveTrunk,
+    convert_to_octave,
+    octave_add,
+    octave_merge,
+)
+from models.oct_resnet import OctResNet
+from models.resnet import ResNet
+
+RESNET50 = dict(in_channels=3, num_classes=1000, block="bottleneck", layers=[3, 4, 6, 3], widths=[64, 128, 256, 512], stem="imagenet")
+SMALL_BOTTLENECK = dict(in_channels=3, num_classes=10, block="bottleneck", layers=[1, 1, 1, 1], widths=[8, 16, 16, 32], stem="imagenet")
+
+
+def test_batch_norm_from_a_plain_norm_normalises_each_part_as_the_plain_one():
+    plain = nn.BatchNorm2d(8)
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 2)
+        plain.bias.uniform_(-1, 1)
+        plain.running_mean.uniform_(-1, 1)
+        plain.running_var.uniform_(0.5, 2)
+    plain.eval()
+    octave = OctaveBatchNorm.from_norm(plain, 0.25).eval()
+    x = torch.randn(2, 8, 4, 4)
+    y_h, y_l = octave((x[:, :6], x[:, 6:]))
+    torch.testing.assert_close(torch.cat([y_h, y_l], 1), plain(x))
+
+
+def test_pair_helpers():
+    first = (torch.ones(1, 2, 4, 4), torch.ones(1, 1, 2, 2))
+    total = octave_add(first, first)
+    assert torch.all(total[0] == 2) and torch.all(total[1] == 2)
+    with pytest.raises(ValueError, match="different alphas"):
+        octave_add(first, (first[0], None))
+    merged = octave_merge((torch.zeros(1, 2, 3, 3), torch.ones(1, 1, 2, 2)))
+    assert merged.shape == (1, 3, 3, 3) and torch.all(merged[:, 2] == 1)
+    block = OctaveConvBNAct(4, 8, 3, 0.0, 0.5, padding=1, stride=2)
+    y_h, y_l = block(torch.randn(2, 4, 9, 9))
+    assert y_h.shape == (2, 4, 5, 5) and y_l.shape == (2, 4, 3, 3) and y_h.min() >= 0
+
+
+def test_converting_a_sequential_at_alpha_zero_changes_nothing():
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                          nn.ReLU(), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1)).eval()  # fmt: skip
+    x = torch.randn(2, 3, 11, 13)
+    expected = plain(x)
+    octave = convert_to_octave(plain, 0.0)
+    torch.testing.assert_close(octave(x), expected)
+
+
+def test_converting_a_sequential_places_first_and_last_octave_layers():
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    octave = convert_to_octave(plain, 0.5)
+    convs = [m for m in octave.modules() if isinstance(m, OctaveConv)]
+    assert [(c.alpha_in, c.alpha_out) for c in convs] == [(0.0, 0.5), (0.5, 0.5), (0.5, 0.0)]
+    assert octave(torch.randn(1, 3, 9, 9)).shape == (1, 4, 9, 9)
+    # the plain weights were split, not redrawn: high->high is the top-left block
+    torch.testing.assert_close(convs[1].weight_hh, plain[2].weight[:4, :4])
+    torch.testing.assert_close(convs[1].weight_lh, plain[2].weight[:4, 4:])
+
+
+def test_convert_rejects_unknown_models_and_bad_alpha():
+    with pytest.raises(ValueError, match="no octave conversion for Linear"):
+        convert_to_octave(nn.Linear(2, 2), 0.5)
+    with pytest.raises(ValueError, match=r"alpha=1.0 is not in \[0, 1\)"):
+        convert_to_octave(ResNet(3, 10), 1.0)
+    with pytest.raises(ValueError, match="one alpha per stage"):
+        convert_to_octave(ResNet(3, 10), 0.5, [0.5, 0.5])
+    with pytest.raises(ValueError, match="already octave"):
+        convert_to_octave(OctResNet(0.5, in_channels=3, num_classes=10), 0.5)
+
+
+def test_oct_resnet_has_the_official_layout():
+    net = OctResNet(0.5, **SMALL_BOTTLENECK)
+    assert all(type(m) is not OctaveConv for m in net.stem.modules())
+    stages = net.stages.layers
+    first = stages[0][0]
+    assert first.residual[0].alpha_in == 0.0 and first.residual[0].alpha_out == 0.5
+    assert first.shortcut[0].alpha_in == 0.0 and first.shortcut[0].alpha_out == 0.5
+    last = stages[3][0]
+    assert (last.residual[0].alpha_in, last.residual[0].alpha_out) == (0.5, 0.0)
+    assert (last.shortcut[0].alpha_in, last.shortcut[0].alpha_out) == (0.5, 0.0)
+    assert all(m.alpha_in == m.alpha_out == 0.0 for m in stages[3].modules() if isinstance(m, OctaveConv) and m is not last.residual[0]
+               and m is not last.shortcut[0])  # fmt: skip
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in ResNet(**SMALL_BOTTLENECK).parameters())
+
+
+@pytest.mark.parametrize("size", [(33, 33), (45, 61)])
+def test_oct_resnets_train_at_odd_sizes(size):
+    for net in (OctResNet(0.5, **SMALL_BOTTLENECK), OctResNet(0.25, in_channels=1, num_classes=10)):
+        output = net(torch.randn(2, net.stem[0].in_channels if isinstance(net.stem[0], nn.Conv2d) else 1, *size))
+        output.sum().backward()
+        assert output.shape == (2, 10) and all(p.grad is not None for p in net.parameters())
+
+
+def test_cifar_oct_resnet_starts_octave_at_the_stem():
+    net = OctResNet(0.25, stage_alphas=[0.25, 0.5, 0.0], in_channels=3, num_classes=10)
+    assert isinstance(net.stem[0], OctaveConv) and net.stem[0].alpha_out == 0.25
+    assert net.stages.layers[1][0].residual[0].alpha_out == 0.5
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_ablation_switches_reach_every_octave_layer():
+    net = OctResNet(0.5, high_to_low=False, **SMALL_BOTTLENECK)
+    convs = [m for m in net.modules() if isinstance(m, OctaveConv)]
+    assert all(c.weight_hl is None for c in convs if c.alpha_in > 0)
+    assert any(c.weight_lh is not None for c in convs)
+
+
+def test_conv_octave_config_converts_the_plain_net():
+    cfg = compose(["net=resnet20", "dataset=cifar10", "conv=octave", "conv.alpha=0.5"])
+    net = build_net(cfg)
+    assert isinstance(net.stages, OctaveTrunk) and net.alpha == 0.5
+    with pytest.raises(ValueError, match=r"alpha=1.5 is not in \[0, 1\)"):
+        OctaveConversion(alpha=1.5)
+
+
+@pytest.mark.parametrize("depth", [26, 50, 101, 152])
+def test_oct_resnet_configs_compose(depth):
+    cfg = compose([f"net=oct_resnet{depth}", "dataset=cifar10", "net.alpha=0.125"])
+    assert cfg.net._target_ == "models.oct_resnet.OctResNet" and cfg.net.alpha == 0.125
+    plain = compose([f"net=resnet{depth}", "dataset=cifar10"])
+    assert list(plain.net.layers) == list(cfg.net.layers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alpha, paper_gmacs", [(0.0, 4.105), (0.125, 3.587), (0.25, 3.123), (0.5, 2.383), (0.75, 1.891)])
+def test_oct_resnet50_macs_match_the_paper_within_one_percent(alpha, paper_gmacs):
+    net = OctResNet(alpha, **RESNET50) if alpha else ResNet(**RESNET50)
+    macs = count_macs(net, torch.randn(1, 3, 224, 224))
+    assert abs(macs / 1e9 / paper_gmacs - 1) < 0.01
+
+
+def test_octave_experiments_compose_and_the_mnist_twins_differ_only_in_the_family():
+    octave = compose(["experiment=octave_mnist", "conv=octave", "conv.alpha=0.5"])
+    plain = compose(["experiment=octave_mnist"])
+    assert OmegaConf.to_container(octave.net) == OmegaConf.to_container(plain.net) and octave.train == plain.train and octave.dataset.val_fraction == plain.dataset.val_fraction > 0
+    octave_net, plain_net = build_net(octave), build_net(plain)
+    assert isinstance(octave_net.stages, OctaveTrunk) and not isinstance(plain_net.stages, OctaveTrunk)
+    assert sum(p.numel() for p in octave_net.parameters()) == sum(p.numel() for p in plain_net.parameters())
+    assert compose(["experiment=octave_imagenet", "net.alpha=0.5"]).net._target_ == "models.oct_resnet.OctResNet"
+    assert compose(["experiment=octave_imagenet", "net=resnet50"]).net._target_ == "models.resnet.ResNet"
+    assert compose(["experiment=octave_cifar10", "net.alpha=0.125"]).net.block == "basic"
+
+
+def test_benchmark_cases_share_one_baseline_per_memory_format():
+    from benchmarks.octave import build_cases, parse_args
+
+    cases = build_cases(parse_args(["--alphas", "0.25", "0.5", "0.75"]))
+    labels = [case["label"] for case in cases]
+    assert labels[0] == "ResNet-50 (channels_last)" and "ResNet-50 (contiguous)" in labels
+    assert [case["alpha"] for case in cases if case["impl"] == "auto" and case["channels_last"]] == [0.25, 0.5, 0.75]
+    with pytest.raises(SystemExit):
+        parse_args(["--alphas", "1.0"])
