@@ -1,0 +1,173 @@
+"""CKConv: Continuous Kernel Convolution (Romero, Kuzina, Bekkers, Tomczak, Hoogendoorn,
+ICLR 2022, arXiv:2102.02611).
+
+The kernel is not a table of weights but a small network (`layers.flexconv.kernelnets`)
+evaluated on a grid of relative positions in `[-1, 1]^D`, so its size is decoupled from
+its parameter count and the same kernel can be sampled at any resolution. 1-D layers are
+causal (sequence models); 2-D layers use centred `same` padding.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from layers.flexconv.functional import IMPLEMENTATIONS, continuous_conv
+from layers.flexconv.grid import Horizon, PositionGrid, check_horizon, grid_size
+from layers.flexconv.kernelnets import MAGNet, MultiplicativeFilterNet
+from layers.flexconv.kernelnets.base import KernelNetFactory
+from layers.flexconv.regularizer import TARGETS, anti_aliasing_penalty
+
+
+class CKConv(nn.Module):
+    """Continuous kernel convolution of rank `dim`: `(B, C_in, *S) -> (B, C_out, *ceil(S / stride))`.
+
+    Args:
+        in_channels, out_channels: channels `C_in`, `C_out`.
+        dim: spatial rank, 1 (causal) or 2 (`same`).
+        horizon: samples of the kernel grid: `same` (the input's size, odd in 2-D), `full`
+            (`2 S - 1`) or an odd int.
+        kernel_net: builds the kernel network, called as `kernel_net(dim, C_out * C_in, init_extent)`
+            (a partial of `MAGNet`, `GaborNet`, `FourierNet`, `SIREN` or `MLP`).
+        bias: add a learned bias per output channel.
+        stride: output subsampling.
+        sampling_rate_norm: multiplies the kernel; `(source / target)^dim` keeps the response of a
+            kernel trained at one resolution when it is sampled at another (see `resample_kernels`).
+        impl: `auto` (FFT once the kernel has `fft_threshold` elements), `spatial` or `fft`.
+        fft_threshold: kernel elements (product of its sizes) from which `auto` uses the FFT; the
+            default is the crossover `benchmarks/flexconv.py` measured on a CPU (2-D: 9x9, 1-D: 63).
+        regularize_target: `gabor` adds the anti-aliasing penalty of the kernel network's Gabor
+            filters to the training loss (`auxiliary_loss`); None disables it.
+        regularize_factor: weight of that penalty.
+        regularize_gauss_stddevs: standard deviations of a Gaussian envelope's spectrum counted
+            as its bandwidth.
+    """
+
+    #: The kernel starts over this half-width of `[-1, 1]` (FlexConv narrows it to its mask).
+    init_extent = 1.0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dim: int,
+        horizon: Horizon = "same",
+        *,
+        kernel_net: KernelNetFactory = MAGNet,
+        bias: bool = True,
+        stride: int = 1,
+        sampling_rate_norm: float = 1.0,
+        impl: str = "auto",
+        fft_threshold: int = 64,
+        regularize_target: str | None = None,
+        regularize_factor: float = 0.1,
+        regularize_gauss_stddevs: float = 2.0,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must be >= 1")
+        if dim not in (1, 2):
+            raise ValueError(f"{name}: dim={dim} must be 1 (causal sequences) or 2 (images)")
+        if stride < 1 or sampling_rate_norm <= 0 or fft_threshold < 1:
+            raise ValueError(f"{name}: stride={stride} and fft_threshold={fft_threshold} must be >= 1, sampling_rate_norm={sampling_rate_norm} > 0")
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"{name}: impl={impl!r} must be one of {', '.join(IMPLEMENTATIONS)}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.dim = dim
+        self.causal = dim == 1
+        self.horizon = check_horizon(horizon, name)
+        self.stride = stride
+        self.impl = impl
+        self.fft_threshold = fft_threshold
+        self.kernel_net = kernel_net(dim, out_channels * in_channels, init_extent=self.init_extent)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # a buffer, so a checkpoint fine-tuned at another resolution keeps its normaliser
+        self.register_buffer("sampling_rate_norm", torch.tensor(float(sampling_rate_norm)))
+        self._check_regularizer(regularize_target, regularize_factor, regularize_gauss_stddevs)
+        self.regularize_target = regularize_target
+        self.regularize_factor = regularize_factor
+        self.regularize_gauss_stddevs = regularize_gauss_stddevs
+        self._grid = PositionGrid()
+        self.grid_size: tuple[int, ...] | None = grid_size(self.horizon, (1,) * dim, self.causal) if isinstance(self.horizon, int) else None
+        self.kernel_size: tuple[int, ...] | None = None  # of the last kernel generated
+
+    def _check_regularizer(self, target: str | None, factor: float, gauss_stddevs: float) -> None:
+        name = type(self).__name__
+        allowed = self.regularize_targets()
+        if target is not None and target not in allowed:
+            raise ValueError(f"{name}: regularize target={target!r} must be null or one of {', '.join(allowed)}")
+        if target is not None and not isinstance(self.kernel_net, MultiplicativeFilterNet):
+            raise ValueError(
+                f"{name}: anti-aliasing regularisation needs a Gabor kernel network (kernel=magnet or gabor), got {type(self.kernel_net).__name__}"
+            )
+        if factor < 0 or gauss_stddevs < 0:
+            raise ValueError(f"{name}: regularize factor={factor} and gauss_stddevs={gauss_stddevs} must be >= 0")
+
+    def regularize_targets(self) -> tuple[str, ...]:
+        return TARGETS[:1]
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, dim={self.dim}, horizon={self.horizon!r}, stride={self.stride}, impl={self.impl!r}"
+
+    def kernel_axes(self, sizes: Sequence[int], reference: Tensor) -> list[Tensor]:
+        """The 1-D coordinates the kernel is sampled at, per dimension (CKConv: the whole grid)."""
+        dtype = reference.dtype if reference.is_floating_point() else torch.get_default_dtype()
+        return [self._grid.axis(size, reference.device, dtype) for size in sizes]
+
+    def envelope(self, axes: Sequence[Tensor]) -> Tensor | None:
+        """A factor `(*K)` the kernel is multiplied by (FlexConv: its mask); None for CKConv."""
+        return None
+
+    def generate_kernel(self, input_size: Sequence[int], reference: Tensor | None = None) -> Tensor:
+        """The kernel `(C_out, C_in, *K)` this layer applies to inputs of spatial size `input_size`."""
+        reference = self.kernel_net.output.weight if reference is None else reference
+        self.grid_size = grid_size(self.horizon, input_size, self.causal)
+        axes = self.kernel_axes(self.grid_size, reference)
+        shape = tuple(len(axis) for axis in axes)
+        positions = self._grid.positions(axes)
+        envelope = self.envelope(axes)
+        norm = self.sampling_rate_norm.to(positions.dtype)
+        scale = norm.expand(len(positions)) if envelope is None else envelope.reshape(-1) * norm
+        kernel = self.kernel_net(positions, scale).view(self.out_channels, self.in_channels, *shape)  # (C_out * C_in, P) viewed
+        self.kernel_size = shape
+        return kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
+            shape = "(B, C, L)" if self.dim == 1 else "(B, C, H, W)"
+            raise ValueError(f"{type(self).__name__}: input of shape {tuple(x.shape)} must be {shape} with C={self.in_channels}")
+        kernel = self.generate_kernel(x.shape[2:], x).to(x.dtype)
+        return continuous_conv(x, kernel, self.bias, self.causal, self.stride, self.impl, self.fft_threshold)
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """The weighted anti-aliasing penalty at the last grid size (`layers.factory.AuxiliaryLoss`);
+        None without regularisation or before the first forward."""
+        if self.regularize_target is None or self.grid_size is None:
+            return None
+        frequencies = self.kernel_net.filter_frequencies(self.regularize_gauss_stddevs)
+        penalty = anti_aliasing_penalty(frequencies, min(self.grid_size), self.extra_frequency())
+        return self.regularize_factor * penalty
+
+    def extra_frequency(self) -> Tensor | None:
+        """Bandwidth added to the kernel network's by the layer (FlexConv: its mask with `gabor+mask`)."""
+        return None
+
+
+class CKConv1d(CKConv):
+    """Causal 1-D continuous kernel convolution, `(B, C_in, L) -> (B, C_out, ceil(L / stride))`.
+    Arguments as for `CKConv` (without `dim`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, horizon: Horizon = "same", **options) -> None:
+        super().__init__(in_channels, out_channels, 1, horizon, **options)
+
+
+class CKConv2d(CKConv):
+    """2-D continuous kernel convolution with `same` padding, `(B, C_in, H, W) -> (B, C_out, H', W')`.
+    Arguments as for `CKConv` (without `dim`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, horizon: Horizon = "same", **options) -> None:
+        super().__init__(in_channels, out_channels, 2, horizon, **options)

@@ -1,0 +1,47 @@
+"""The Gaussian mask of FlexConv and the crop it implies (Romero et al., arXiv:2110.08059, Sec. 3.1).
+
+Per dimension the mask is `exp(-1/2 ((x - mean) / sigma)^2)`; it exceeds `threshold` on
+`|x - mean| < sigma * sqrt(-2 ln threshold)`. Outside that region the masked kernel is
+negligible, so it is not computed at all: the kernel is cropped, its size is learned with
+the mask, and compute shrinks with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from layers.flexconv.grid import samples_per_unit
+
+MIN_SIGMA = 1e-4  # keeps a collapsing mask finite
+
+
+def gaussian(x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+    """`exp(-1/2 ((x - mean) / sigma)^2)` elementwise; `sigma` is used by magnitude."""
+    return torch.exp(-0.5 * ((x - mean) / sigma.abs().clamp_min(MIN_SIGMA)).square())
+
+
+def threshold_radius(sigma: float, threshold: float) -> float:
+    """Half-width of the region where a Gaussian of width `sigma` exceeds `threshold`."""
+    return max(abs(sigma), MIN_SIGMA) * math.sqrt(-2.0 * math.log(threshold))
+
+
+def crop_window(size: int, mean: float, sigma: float, threshold: float, causal: bool) -> tuple[int, int]:
+    """`(start, stop)` indices of the grid samples `linspace(-1, 1, size)` to keep.
+
+    Causal (1-D): the kernel keeps its newest end (position +1, the current time step) and
+    drops the oldest samples left of `mean - r`, so the causal alignment is unchanged.
+    Otherwise: a window centred on 0 (so `same` padding stays centred, and the size stays
+    odd) reaching `max(|mean - r|, |mean + r|)`. At least one sample is kept.
+    """
+    radius = threshold_radius(sigma, threshold)
+    scale = samples_per_unit(size)
+    if causal:
+        first = math.ceil((mean - radius + 1.0) * scale - 1e-9)
+        return min(max(first, 0), size - 1), size
+    reach = abs(mean) + radius
+    half = min(math.floor(reach * scale + 1e-9), (size - 1) // 2)
+    centre = (size - 1) // 2
+    return centre - half, centre + half + 1

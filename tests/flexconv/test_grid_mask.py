@@ -1,0 +1,115 @@
+"""Grid and cropping arithmetic of continuous kernels, checked against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from layers.flexconv import FlexConv1d, FlexConv2d
+from layers.flexconv.grid import PositionGrid, check_horizon, grid_size, samples_per_unit
+from layers.flexconv.mask import crop_window, gaussian, threshold_radius
+
+
+@pytest.mark.parametrize(
+    "horizon, input_size, causal, expected",
+    [
+        ("same", (784,), True, (784,)),
+        ("same", (32, 32), False, (33, 33)),  # made odd: the kernel needs a centre
+        ("same", (33, 17), False, (33, 17)),
+        ("full", (40,), True, (79,)),
+        ("full", (16, 16), False, (31, 31)),
+        (33, (32, 32), False, (33, 33)),
+        (5, (40,), True, (5,)),
+    ],
+)
+def test_grid_size(horizon, input_size, causal, expected):
+    assert grid_size(horizon, input_size, causal) == expected
+
+
+@pytest.mark.parametrize("bad", [4, 0, -3, "half", 2.5, True])
+def test_bad_horizons_are_named(bad):
+    with pytest.raises(ValueError, match=f"horizon={bad!r}"):
+        check_horizon(bad, "FlexConv2d")
+
+
+def test_horizon_given_as_digits():
+    assert check_horizon("33", "CKConv2d") == 33
+
+
+def test_position_grid_is_cached_and_row_major():
+    grid = PositionGrid()
+    axis = grid.axis(5, torch.device("cpu"), torch.float32)
+    assert torch.equal(axis, torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    assert grid.axis(5, torch.device("cpu"), torch.float32) is axis
+    positions = grid.positions([axis[:2], axis[3:]])
+    assert positions.tolist() == [[-1.0, 0.5], [-1.0, 1.0], [-0.5, 0.5], [-0.5, 1.0]]
+    assert grid.axis(1, torch.device("cpu"), torch.float32).tolist() == [0.0]
+
+
+def test_threshold_radius_is_where_the_gaussian_meets_the_threshold():
+    radius = threshold_radius(0.075, 0.1)
+    assert radius == pytest.approx(0.075 * math.sqrt(2 * math.log(10)))
+    value = gaussian(torch.tensor(0.3 + radius), torch.tensor(0.3), torch.tensor(0.075))
+    assert value.item() == pytest.approx(0.1, rel=1e-5)
+
+
+def test_centred_crop_by_hand():
+    # 33 samples: 16 per unit; sigma 0.075, threshold 0.1 -> radius 0.161 -> 2.57 samples -> 2 each side
+    assert crop_window(33, 0.0, 0.075, 0.1, causal=False) == (14, 19)
+    # the mean moved to -0.25: the window stays centred and reaches |-0.25| + 0.161 -> 6.57 samples -> 6
+    assert crop_window(33, -0.25, 0.075, 0.1, causal=False) == (10, 23)
+    # a wide mask keeps the whole grid
+    assert crop_window(33, 0.0, 2.0, 0.1, causal=False) == (0, 33)
+    # a collapsed mask keeps the centre sample
+    assert crop_window(33, 0.0, 1e-6, 0.1, causal=False) == (16, 17)
+
+
+def test_causal_crop_keeps_the_newest_end_by_hand():
+    # 40 samples: 19.5 per unit; keep x >= 1 - 0.161 -> index >= ceil(0.839... * ...) -> 4 newest samples
+    start, stop = crop_window(40, 1.0, 0.075, 0.1, causal=True)
+    assert (start, stop) == (36, 40)
+    axis = torch.linspace(-1, 1, 40)
+    kept = axis[start:stop]
+    assert torch.all(gaussian(kept, torch.tensor(1.0), torch.tensor(0.075)) >= 0.1)
+    assert gaussian(axis[start - 1], torch.tensor(1.0), torch.tensor(0.075)) < 0.1
+    assert crop_window(40, 1.0, 5.0, 0.1, causal=True) == (0, 40)
+    assert crop_window(40, 3.0, 0.01, 0.1, causal=True) == (39, 40)  # at least one sample
+
+
+@pytest.mark.parametrize("size, mean, sigma", [(33, 0.1, 0.2), (65, -0.4, 0.05), (17, 0.0, 0.3), (101, 0.7, 0.01)])
+def test_centred_crop_keeps_exactly_the_samples_within_reach(size, mean, sigma):
+    start, stop = crop_window(size, mean, sigma, 0.1, causal=False)
+    axis = torch.linspace(-1, 1, size, dtype=torch.float64)
+    reach = abs(mean) + threshold_radius(sigma, 0.1)
+    inside = (axis.abs() <= reach + 1e-12).nonzero().flatten()
+    assert (start, stop) == (inside.min().item(), inside.max().item() + 1)
+    assert (stop - start) % 2 == 1
+
+
+def test_flexconv_kernel_size_follows_its_mask():
+    layer = FlexConv2d(1, 1, 33)
+    layer(torch.zeros(1, 1, 32, 32))
+    assert layer.kernel_size == (5, 5)
+    with torch.no_grad():
+        layer.mask_sigma.fill_(0.5)
+    layer(torch.zeros(1, 1, 32, 32))
+    assert layer.kernel_size == (33, 33)
+    layer.mask_dynamic_cropping = False
+    with torch.no_grad():
+        layer.mask_sigma.fill_(0.075)
+    layer(torch.zeros(1, 1, 32, 32))
+    assert layer.kernel_size == (33, 33)
+
+
+def test_learned_extent_in_input_samples():
+    layer = FlexConv1d(1, 2)
+    assert layer.learned_extent() == {}  # horizon 'same': the grid is known after a forward
+    layer(torch.zeros(1, 1, 40))
+    extent = layer.learned_extent()["length"]
+    assert extent.item() == pytest.approx(threshold_radius(0.075, 0.1) * samples_per_unit(40) + 1)
+    square = FlexConv2d(1, 2, 33)
+    extents = square.learned_extent()
+    assert set(extents) == {"height", "width"}
+    assert extents["height"].item() == pytest.approx(2 * threshold_radius(0.075, 0.1) * 16 + 1)
