@@ -7,6 +7,8 @@ from datasets.digits import DigitsDataModule
 from datasets.imagenet import ImageNetDataModule
 from datasets.mnist import MNISTDataModule
 from datasets.mnist1d import MNIST1DDataModule
+from datasets.sequential import SequentialCIFARDataModule, SequentialMNISTDataModule
+from datasets.speech_commands import SpeechCommandsDataModule
 
 __all__ = [
     "CIFARDataModule",
@@ -16,4 +18,7 @@ __all__ = [
     "ImageNetDataModule",
     "MNIST1DDataModule",
     "MNISTDataModule",
+    "SequentialCIFARDataModule",
+    "SequentialMNISTDataModule",
+    "SpeechCommandsDataModule",
 ]

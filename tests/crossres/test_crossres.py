@@ -1,0 +1,71 @@
+"""run_crossres.py end to end on scikit-learn's digits at tiny sizes: three phases, one run."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from engine.cli import choices_of, compose
+from engine.config import ConfigError
+from engine.crossres import cross_resolution, resize
+from tests.conftest import QUICK, REPO
+
+TINY = [*QUICK, "logger=csv", "net=simple_cnn", "dataset=digits", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1"]
+
+
+def run(tmp_path, *overrides):
+    cfg = compose([*TINY, f"paths.runs={tmp_path}", *overrides])
+    run_dir = tmp_path / "run"
+    return cross_resolution(cfg, run_dir, choices_of(cfg)), run_dir
+
+
+def csv_header(run_dir):
+    with open(run_dir / "csv" / "version_0" / "metrics.csv", newline="") as file:
+        return next(csv.reader(file))
+
+
+def test_three_phases_log_to_one_run(tmp_path):
+    metrics, run_dir = run(tmp_path, "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=1", "cross_res.finetune_epochs=1")
+    assert {"source/test/acc", "ootb/test/acc", "target/test/acc"} <= set(metrics)
+    header = csv_header(run_dir)
+    for key in ("source/train/loss_step", "source/val/acc", "source/test/acc", "ootb/test/acc", "target/train/loss_step", "target/test/acc"):
+        assert key in header
+    assert [path.name for path in (run_dir / "csv").iterdir()] == ["version_0"]  # one CSV run, not one per phase
+    log_text = (run_dir / "farconv.log").read_text()
+    assert "source: inputs resized to 4x4" in log_text and "target: inputs resized to 8x8" in log_text
+
+
+def test_pretrained_with_zero_epochs_skips_source_training(tmp_path):
+    first, first_dir = run(tmp_path / "first", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=1")
+    checkpoint = next((first_dir / "checkpoints").glob("best-*.ckpt"))
+    metrics, run_dir = run(tmp_path / "second", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=0", f"pretrained={checkpoint}")
+    header = csv_header(run_dir)
+    assert not any(key.startswith("source/train") for key in header) and "target/test/acc" not in metrics  # finetune_epochs=0
+    assert metrics["source/test/acc"] == pytest.approx(first["source/test/acc"])
+    assert metrics["ootb/test/acc"] == pytest.approx(first["ootb/test/acc"])
+
+
+def test_resize_shapes_and_identity():
+    image = torch.rand(3, 8, 8)
+    assert resize(image, (8, 8), "bilinear") is image
+    assert resize(image, (4, 4), "bilinear").shape == (3, 4, 4)
+    assert resize(torch.rand(1, 40), (80,), "bilinear").shape == (1, 80)
+    torch.testing.assert_close(resize(torch.ones(2, 5, 5), (10, 10), "nearest"), torch.ones(2, 10, 10))
+
+
+def test_missing_resolution_fails_with_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="cross_res.source_res is required"):
+        run(tmp_path, "cross_res.target_res=8", "train.epochs=1")
+
+
+@pytest.mark.slow
+def test_command_line_rejects_zero_epochs_without_weights(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run_crossres.py", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=0", f"paths.runs={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.strip() == "error: train.epochs=0 trains nothing, and nothing gives weights: pass pretrained, pretrained_wandb or resume"
