@@ -60,7 +60,7 @@ class Timing:
     warmup: int  # untimed calls before them (0: one cold call)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=[9, 33, 65], help="box sizes (odd, >= 3)")
@@ -85,7 +85,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for box_conv_<device>.json and .md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if any(size < 3 or size % 2 == 0 for size in args.sizes):
         parser.error(f"--sizes {args.sizes}: box sizes must be odd and >= 3 (a centred s x s kernel)")
     if min(args.batch, args.channels, args.filters, args.height, args.width, args.repeats, args.dense_repeats, args.warmup) < 1:
@@ -314,32 +314,54 @@ def markdown_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    args = parse_args()
+# `run(quick=True)`: small enough for the suite's --quick (well under a minute on 2 CPU cores).
+QUICK_ARGUMENTS = [
+    "--sizes", "9", "33", "--batch", "2", "--channels", "16", "--height", "64", "--width", "128",
+    "--repeats", "3", "--dense-repeats", "1", "--warmup", "1", "--budget", "5",
+]  # fmt: skip
+
+
+def benchmark(args: argparse.Namespace, command: str) -> dict:
+    """Every size and path for `args`; the report that `main` writes (see the module docstring)."""
     device = torch.device(args.device)
     log(f"preparing the box kernels for {device} (the first use compiles the extension)")
     box_impl = resolved_impl(args.impl, device)
     generator = torch.Generator().manual_seed(args.seed)
     shape = (args.batch, args.channels, args.height, args.width)
     x = torch.randn(shape, generator=generator).to(device, DTYPES[args.dtype]).requires_grad_()
+    started = time.perf_counter()
     results = [run_size(size, args, x) for size in args.sizes]
-    report = {
-        "command": " ".join(["python", *sys.argv]),
+    return {
+        "command": command,
         "arguments": {**vars(args), "out": str(args.out)},
         "box_impl": box_impl,
         "machine": describe_machine(device),
         "settings": {"edge_inset_px": EDGE_INSET, "growth_tolerance": GROWTH_TOLERANCE, "agreement_tolerance": AGREEMENT_TOLERANCE[x.dtype]},
         "results": results,
         "verdicts": verdicts(results),
-        "wall_s": time.perf_counter() - _START,
+        "wall_s": time.perf_counter() - started,
     }
+
+
+def run(quick: bool, device: str) -> dict:
+    """The benchmark as `python -m benchmarks` calls it: the report, nothing written."""
+    argv = [*(QUICK_ARGUMENTS if quick else []), "--device", device]
+    if not quick and device == "cpu":
+        argv += ["--dense-sizes", "9", "33"]  # a dense 65x65 forward takes minutes on a CPU (see README)
+    return benchmark(parse_args(argv), f"benchmarks.box_conv.run(quick={quick}, device={device!r})")
+
+
+def main() -> None:
+    args = parse_args()
+    report = benchmark(args, " ".join(["python", *sys.argv]))
     markdown = markdown_report(report)
+    device_type = torch.device(args.device).type
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"box_conv_{device.type}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"box_conv_{device.type}.md").write_text(markdown)
+    (args.out / f"box_conv_{device_type}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"box_conv_{device_type}.md").write_text(markdown)
     print()
     print(markdown)
-    log(f"wrote {args.out / f'box_conv_{device.type}.json'} and .md")
+    log(f"wrote {args.out / f'box_conv_{device_type}.json'} and .md")
 
 
 if __name__ == "__main__":

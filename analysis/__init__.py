@@ -1,0 +1,1 @@
+"""Analyses of trained or freshly built nets: the effective receptive field (`analysis.erf`)."""
