@@ -8,6 +8,7 @@ once, in one line, and returns `None` so the caller falls back to its PyTorch re
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -31,8 +32,12 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
         return _CACHE[name]
     module = None
     try:
+        # Importing cpp_extension on a machine without a GPU logs a warning that concerns only
+        # CUDA builds; CPU builds are the normal case there.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils import cpp_extension
 
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.NOTSET)
         if cuda:
             cpp_extension.CUDA_HOME = cuda_home() or cpp_extension.CUDA_HOME
         module = cpp_extension.load(
