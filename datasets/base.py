@@ -144,7 +144,7 @@ class DataModule(pl.LightningDataModule):
         return {
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),  # pinning helps only copies to a GPU
             "persistent_workers": self.num_workers > 0,
             # Worker seeds come from this generator, not the global RNG, so starting an
             # epoch draws nothing from the RNG that dropout uses (resumed runs stay exact).
