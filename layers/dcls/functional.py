@@ -11,6 +11,10 @@ counter of `run_profiler.py` see one operator. Implementations:
   `(C_out*C_in/g, K, d_a)` profiles, computed by batched matrix products (BLAS on CPU,
   cuBLAS on GPU). Its backward contracts the kernel's gradient with the same profiles.
   Memory: the kernel plus `ndim` profiles, never an `S^ndim * K` tensor per filter.
+
+Precision: the op follows its inputs' dtype (`.half()`, `.bfloat16()` modules); under
+autocast it runs in float32 (its cost is parameter-sized) and the convolution in the
+autocast dtype.
 """
 
 from __future__ import annotations
@@ -161,6 +165,12 @@ def _backward(ctx, grad_kernel):
 
 
 _construct_op.register_autograd(_backward, setup_context=_setup_context)
+# Under autocast the construction (parameter-sized work, with positions that need more than
+# bf16's 8 bits) runs in float32 with autocast off, so the kernel and its gradient keep one
+# dtype whether the backward runs inside autocast or not; the convolution that follows runs
+# in the autocast dtype.
+for _device_type in ("cpu", "cuda"):
+    torch.library.register_autocast(_construct_op, _device_type, torch.float32)
 
 
 def macs(weight_shape: torch.Size, dilated_kernel_size: list[int]) -> int:

@@ -88,19 +88,53 @@ def test_clamp_keeps_positions_inside_non_square_even_kernels():
     assert layer.P[0].min().item() == -2 and layer.P[1].min().item() == -3
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_modules_and_autocast(dtype):
+def _forward_backward(layer, x, autocast_dtype=None):
+    """The layer's output and the gradients of its parameters for a fixed upstream gradient;
+    the forward under CPU autocast when `autocast_dtype` is given, the backward outside it (as
+    in a training step)."""
+    layer.zero_grad()
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        out = layer(x)
+    out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape).to(out.dtype))
+    return out, {name: p.grad.clone() for name, p in layer.named_parameters()}
+
+
+def _assert_close_in_bf16(low, exact):
+    # bf16 keeps 8 significant bits: compare at a few of its steps relative to the tensor's scale
+    scale = exact.abs().max().item()
+    torch.testing.assert_close(low.float(), exact, rtol=0.05, atol=0.05 * scale)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("version", ["v0", "v1", "max", "gauss"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_bf16_autocast_forward_and_backward_are_close_to_float32(ndim, version, impl):
     torch.manual_seed(0)
-    layer = Dcls2d(2, 2, 4, padding=2, dilated_kernel_size=5, groups=2)
+    layer = LAYERS[ndim](4, 4, 5, padding=2, dilated_kernel_size=5, groups=2, version=version, impl=impl)
+    with torch.no_grad():
+        layer.P.add_(0.3)  # off the grid
+    x = torch.randn(2, 4, *([7] * ndim))
+    expected, expected_grads = _forward_backward(layer, x)
+    out, grads = _forward_backward(layer, x, torch.bfloat16)
+    assert out.dtype == torch.bfloat16  # the convolution runs in bf16, not a float32 fallback
+    _assert_close_in_bf16(out, expected)
+    for name, grad in grads.items():
+        assert grad.dtype == torch.float32, name  # float32 parameters keep float32 gradients
+        _assert_close_in_bf16(grad, expected_grads[name])
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_modules(dtype, impl):
+    torch.manual_seed(0)
+    layer = Dcls2d(2, 2, 4, padding=2, dilated_kernel_size=5, groups=2, impl=impl)
     x = torch.randn(1, 2, 6, 6)
-    expected = layer(x)
-    if dtype == torch.bfloat16:  # no grid is cached: the module follows .to(dtype) entirely
-        out = layer.to(dtype)(x.to(dtype))
-        assert out.dtype == dtype
-        torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = Dcls2d(2, 2, 4, padding=2, dilated_kernel_size=5, groups=2)(x)
-    assert out.dtype == torch.bfloat16
+    expected, expected_grads = _forward_backward(layer, x)
+    out, grads = _forward_backward(layer.to(dtype), x.to(dtype))  # no grid is cached: the module follows .to(dtype)
+    assert out.dtype == dtype and all(grad.dtype == dtype for grad in grads.values())
+    _assert_close_in_bf16(out, expected)
+    for name, grad in grads.items():
+        _assert_close_in_bf16(grad, expected_grads[name])
 
 
 def test_options_and_extent():
