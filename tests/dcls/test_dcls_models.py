@@ -4,20 +4,26 @@ groups, the clamp and picture callbacks, and one-line errors for bad values."""
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from engine.cli import compose
+from engine.cli import choices_of, compose
+from engine.config import ConfigError
+from engine.experiment import build_experiment
 from engine.dcls_callbacks import DclsClamp
 from engine.visualization import DclsVisualization
 from engine.nets import build_net
 from engine.profiling import conv_families, count_macs, count_parameters
 from engine.tasks import ClassificationTask
 from layers.dcls import Dcls2d, dcls_conv
+from layers.dcls.factory import check_config
 from models.convnext import ConvNeXt
+from tests.conftest import QUICK, REPO
 
 
 def test_conv_dcls_turns_every_kxk_convolution_into_dcls_with_k2_elements():
@@ -37,20 +43,53 @@ def test_simple_cnn_with_dcls_keeps_its_output_size_and_trains():
     assert all(p.grad is not None for p in net.parameters())
 
 
-@pytest.mark.parametrize(
-    "options, match",
-    [
-        (dict(version="v9"), "version='v9'"),
-        (dict(dilated_kernel_size=1), "dilated_kernel_size=1 is smaller than the net's kernel_size=3"),
-        (dict(dilated_kernel_size=4), "must be even"),
-        (dict(dilated_kernel_size=3, kernel_count=10), "kernel_count=10 must be in \\[1, 9\\]"),
-        (dict(dilation=2), "dilation=2"),
-    ],
-)
-def test_bad_values_fail_with_one_line_naming_them(options, match):
-    with pytest.raises(ValueError, match=match) as error:
-        dcls_conv(4, 4, 3, padding=1, **options)
-    assert "\n" not in str(error.value)
+BAD_OPTIONS = [
+    (["conv=dcls", "conv.version=v9"], "conv.version=v9 is out of range: must be one of v0, v1, max, gauss"),
+    (["conv=dcls", "conv.impl=cuda"], "conv.impl=cuda is out of range: must be one of auto, reference, fused"),
+    (
+        ["conv=dcls", "conv.dilated_kernel_size=5", "conv.kernel_count=26"],
+        "conv.kernel_count=26 is out of range: must be an integer in [1, 25], the taps of the 5x5 dilated kernel",
+    ),
+    (["conv=dcls", "conv.kernel_count=26"], "conv.kernel_count=26 is out of range: must be an integer in [1, 25], the taps of the 5x5"),
+    (["conv=dcls", "conv.dilated_kernel_size=1"], "conv.dilated_kernel_size=1 is out of range: must be null or an integer >= the net kernel_size=3"),
+    (["conv=dcls", "conv.dilated_kernel_size=6"], "conv.dilated_kernel_size=6 is out of range: must be odd like the net kernel_size=3"),
+    (["conv=dcls", "conv.position_lr_factor=0"], "conv.position_lr_factor=0 is out of range: must be > 0"),
+    (["net=convnext_cifar_dcls", "net.conv.version=v2"], "net.conv.version=v2 is out of range: must be one of"),
+    (
+        ["net=convnext_cifar_dcls", "net.conv.dilated_kernel_size=5"],
+        "net.conv.dilated_kernel_size=5 is out of range: must be null or an integer >= the net kernel_size=7",
+    ),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_OPTIONS)
+def test_bad_options_fail_with_one_line_naming_the_key(overrides, message, tmp_path):
+    cfg = compose([*QUICK, f"paths.runs={tmp_path / 'runs'}", f"paths.data={tmp_path / 'data'}", *overrides])
+    with pytest.raises(ValueError) as checked:  # on the composed configuration, before anything is built
+        check_config(cfg)
+    assert str(checked.value) == message or str(checked.value).startswith(message)
+    with pytest.raises(ConfigError) as built:  # the run itself stops with the same line
+        build_experiment(cfg, tmp_path / "run", choices_of(cfg))
+    # (the factory does not know whether it was configured as conv or as net.conv)
+    assert message.removeprefix("net.") in str(built.value) and "\n" not in str(built.value)
+
+
+def test_net_kernel_known_only_at_build_time_is_checked_by_the_factory():
+    # resnet20's config does not state its kernel (3): the factory checks it when asked for one
+    check_config(compose(["net=resnet20", "dataset=cifar10", "conv=dcls", "conv.dilated_kernel_size=1"]))
+    with pytest.raises(ValueError, match="conv.dilated_kernel_size=1 is out of range: .* kernel_size=3"):
+        dcls_conv(4, 4, 3, padding=1, dilated_kernel_size=1)
+    with pytest.raises(ValueError, match="dilation=2"):
+        dcls_conv(4, 4, 3, padding=1, dilation=2)
+
+
+@pytest.mark.slow  # a subprocess: imports the whole framework (about 15 s on this machine)
+def test_run_experiment_prints_one_error_line(tmp_path):
+    command = [sys.executable, "run_experiment.py", "conv=dcls", "conv.version=v9", f"paths.runs={tmp_path}", f"paths.data={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and BAD_OPTIONS[0][1] in lines[0], result.stderr
 
 
 def convnext(variant: str, dcls: bool) -> ConvNeXt:
