@@ -57,8 +57,8 @@ class ConvNeXt(nn.Module):
         kernel_size: of the depthwise convolutions, as the `conv` factory is asked for it.
         stem_patch: side of the patchify stem (4 for ImageNet; 1 or 2 for 32x32 inputs).
         share_positions: tie the `P`/`SIG` parameters of the depthwise layers of each
-            stage to those of its first block (the DCLS paper's ConvNeXt); no effect on
-            layers without them.
+            stage to those of its first block (the DCLS paper's ConvNeXt), whose repulsion
+            term (if any) is then the stage's only one; no effect on layers without them.
         conv: factory of the depthwise convolutions.
     """
 
@@ -94,6 +94,8 @@ class ConvNeXt(nn.Module):
                     for name in SHARED_PARAMETERS:
                         if isinstance(getattr(block.dwconv, name, None), nn.Parameter):
                             setattr(block.dwconv, name, getattr(blocks[0].dwconv, name))
+                    if getattr(block.dwconv, "repulsion_factor", 0):  # the shared positions are repelled once
+                        block.dwconv.repulsion_factor = 0.0
             self.stages.append(nn.Sequential(*blocks))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes)

@@ -36,9 +36,33 @@ def _tuple(value, ndim: int, name: str) -> tuple[int, ...]:
     return values
 
 
+def repulsion(P: Tensor) -> Tensor:
+    """Mean over filters and unordered pairs of elements of `relu(1 - |p_i - p_j|)`: 0 when
+    every two elements of a filter are at least one pixel apart (Euclidean, over all axes),
+    up to 1 when they coincide.
+
+    The repulsion term of "Dilated Convolution with Learnable Spacings" (arXiv 2112.03740);
+    its ConvNeXt training code averages it over layers, squares it and adds it from epoch 20.
+    At exactly coincident elements the direction is undefined and the gradient is 0.
+
+    Args:
+        P: `(ndim, C_out, C_in/g, K)` positions.
+    Returns:
+        A scalar (0 when K = 1).
+    """
+    count = P.shape[-1]
+    first, second = torch.triu_indices(count, count, offset=1, device=P.device)
+    positions = P.flatten(1, 2)  # (ndim, filters, K)
+    distance = torch.linalg.vector_norm(positions[..., first] - positions[..., second], dim=0)
+    return torch.relu(1 - distance).mean() if first.numel() else P.new_zeros(())
+
+
 class _DclsNd(nn.Module):
     """Shared body of `Dcls1d/2d/3d`: `(B, C_in, *S) -> (B, C_out, *S')`, with `S'` as for a
     convolution with kernel `dilated_kernel_size`, `stride` and `padding`.
+
+    `repulsion_factor` > 0 adds `repulsion_factor * repulsion(P)` to the training loss
+    (`auxiliary_loss`, see `layers.factory.AuxiliaryLoss`).
 
     Parameters:
         weight: `(C_out, C_in/g, K)`; P: `(ndim, C_out, C_in/g, K)` centred positions,
@@ -62,6 +86,7 @@ class _DclsNd(nn.Module):
         impl: str = "auto",
         position_lr_factor: float = 1.0,
         position_weight_decay: float | None = None,
+        repulsion_factor: float = 0.0,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -83,7 +108,10 @@ class _DclsNd(nn.Module):
         self.stride = _tuple(stride, self.ndim, "stride")
         self.padding = _tuple(padding, self.ndim, "padding")
         self.groups, self.padding_mode, self.version, self.impl = groups, padding_mode, version, impl
+        if not repulsion_factor >= 0:
+            raise ValueError(f"{name}: repulsion_factor={repulsion_factor} must be >= 0")
         self.position_lr_factor, self.position_weight_decay = position_lr_factor, position_weight_decay
+        self.repulsion_factor = repulsion_factor
         filters = (out_channels, in_channels // groups, kernel_count)
         self.weight = nn.Parameter(torch.empty(filters))
         self.P = nn.Parameter(torch.empty(self.ndim, *filters))
@@ -134,6 +162,11 @@ class _DclsNd(nn.Module):
             return {}
         return {name: dict(options) for name in ("P", "SIG") if getattr(self, name) is not None}
 
+    def auxiliary_loss(self) -> Tensor | None:
+        """`repulsion_factor * repulsion(P)`, which pushes apart the elements of a filter closer
+        than one pixel (the DCLS paper's repulsion loss); None when the factor is 0."""
+        return self.repulsion_factor * repulsion(self.P) if self.repulsion_factor else None
+
     def learned_extent(self) -> dict[str, Tensor]:
         """Spread of the positions per spatial axis, in input pixels: for each filter, the
         range (max - min) of its K positions plus one, `(C_out*C_in/g,)` per axis."""
@@ -153,6 +186,8 @@ class _DclsNd(nn.Module):
             text += ", bias=False"
         if self.padding_mode != "zeros":
             text += f", padding_mode={self.padding_mode}"
+        if self.repulsion_factor:
+            text += f", repulsion_factor={self.repulsion_factor}"
         return text
 
 

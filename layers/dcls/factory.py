@@ -30,6 +30,7 @@ def check_options(
     kernel_count: int | None = None,
     position_lr_factor: float = 5.0,
     position_weight_decay: float | None = 0.0,
+    repulsion_factor: float = 0.0,
     impl: str = "auto",
     key: str = "conv",
 ) -> None:
@@ -54,6 +55,8 @@ def check_options(
         fail("position_lr_factor", position_lr_factor, "must be > 0")
     if position_weight_decay is not None and not position_weight_decay >= 0:
         fail("position_weight_decay", position_weight_decay, "must be null or >= 0")
+    if not repulsion_factor >= 0:
+        fail("repulsion_factor", repulsion_factor, "must be >= 0")
     size = dilated_kernel_size
     if size is not None:
         low = 1 if kernel_size is None else kernel_size
@@ -102,12 +105,14 @@ def dcls_conv(
     kernel_count: int | None = None,
     position_lr_factor: float = 5.0,
     position_weight_decay: float | None = 0.0,
+    repulsion_factor: float = 0.0,
     impl: str = "auto",
 ) -> nn.Module:
     """`ConvFactory` of the DCLS family: a k x k convolution (k > 1) becomes a `DclsNd` with
     the same number of elements, K = k^dim (or `kernel_count`), spread over a dilated kernel
     of side `dilated_kernel_size` (None: 2k - 1). The padding grows by `(D - k) / 2` so the
     output keeps the plain convolution's size. 1x1 convolutions stay plain.
+    `repulsion_factor` > 0 adds the paper's repulsion term of each layer to the training loss.
     """
     if kernel_size == 1:
         return standard_conv(in_channels, out_channels, 1, stride=stride, groups=groups, bias=bias, dim=dim)
@@ -115,7 +120,10 @@ def dcls_conv(
         raise ValueError(f"conv=dcls: dim={dim} is not one of {sorted(_LAYERS)}")
     if dilation != 1:
         raise ValueError(f"conv=dcls replaces undilated convolutions (the spacing is learned); got dilation={dilation}")
-    options = dict(version=version, impl=impl, position_lr_factor=position_lr_factor, position_weight_decay=position_weight_decay)
+    options = dict(
+        version=version, impl=impl, position_lr_factor=position_lr_factor,
+        position_weight_decay=position_weight_decay, repulsion_factor=repulsion_factor,
+    )  # fmt: skip
     check_options(kernel_size=kernel_size, dim=dim, dilated_kernel_size=dilated_kernel_size, kernel_count=kernel_count, **options)
     size = 2 * kernel_size - 1 if dilated_kernel_size is None else dilated_kernel_size
     count = kernel_size**dim if kernel_count is None else kernel_count

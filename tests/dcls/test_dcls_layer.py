@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from layers.dcls import Dcls1d, Dcls2d, Dcls3d
+from layers.dcls.dcls_layer import repulsion
 
 LAYERS = {1: Dcls1d, 2: Dcls2d, 3: Dcls3d}
 # dcls 0.1.1's v0 orders P's axes as (rows, columns) in 2-D and (depth, width, height) in
@@ -189,3 +190,41 @@ def test_learns_the_positions_of_a_sparse_target_kernel():
     positions = sorted(layer.P.detach().flatten().tolist())
     assert positions == pytest.approx([-2.0, 3.0], abs=0.15), positions
     assert loss.item() < 1e-3
+
+
+def test_repulsion_is_zero_for_elements_at_least_one_pixel_apart():
+    P = torch.tensor([[0.0, 1.0, -3.0], [0.0, 0.0, 2.5]]).reshape(2, 1, 1, 3)  # pairwise distances 1, 4.3, 4.7
+    assert repulsion(P).item() == 0.0
+    assert repulsion(torch.zeros(2, 4, 1, 1)).item() == 0.0  # K = 1: no pairs
+    layer = Dcls2d(2, 2, 3, dilated_kernel_size=5, groups=2)
+    assert layer.auxiliary_loss() is None  # off by default
+
+
+def test_repulsion_of_close_elements_is_positive_and_pushes_them_apart():
+    # two filters: coincident elements (the largest term, 1) and elements 0.25 apart along x
+    P = torch.tensor([[[0.5, 0.5], [1.0, 1.25]], [[-1.0, -1.0], [2.0, 2.0]]], dtype=torch.float64).reshape(2, 2, 1, 2)
+    P.requires_grad_()
+    value = repulsion(P)
+    assert value.item() == pytest.approx((1.0 + 0.75) / 2)
+    value.backward()
+    assert torch.isfinite(P.grad).all()
+    grad_x = P.grad[0, 1, 0]
+    assert grad_x[0] > 0 > grad_x[1]  # descent moves the left element left and the right one right
+    assert P.grad[1].abs().sum() == 0  # nothing pulls along y, where they agree
+
+
+def test_repulsion_gradcheck():
+    generator = torch.Generator().manual_seed(0)
+    P = (0.8 * torch.randn(3, 2, 2, 5, generator=generator, dtype=torch.float64)).requires_grad_()
+    assert 0 < repulsion(P).item()
+    torch.autograd.gradcheck(repulsion, (P,))
+
+
+def test_layer_adds_its_weighted_repulsion_as_an_auxiliary_loss():
+    layer = Dcls1d(2, 2, 4, dilated_kernel_size=7, groups=2, version="v1", repulsion_factor=0.5)
+    with torch.no_grad():
+        layer.P.copy_(torch.tensor([0.0, 0.5, 2.0, 2.0]).expand_as(layer.P))
+    torch.testing.assert_close(layer.auxiliary_loss(), 0.5 * repulsion(layer.P))
+    torch.testing.assert_close(layer.auxiliary_loss(), torch.tensor(0.5 * (0.5 + 1.0) / 6))
+    with pytest.raises(ValueError, match="repulsion_factor=-1"):
+        Dcls1d(2, 2, 4, dilated_kernel_size=7, repulsion_factor=-1)

@@ -21,6 +21,7 @@ from engine.nets import build_net
 from engine.profiling import conv_families, count_macs, count_parameters
 from engine.tasks import ClassificationTask
 from layers.dcls import Dcls2d, dcls_conv
+from layers.dcls.dcls_layer import repulsion as dcls_repulsion
 from layers.dcls.factory import check_config
 from models.convnext import ConvNeXt
 from tests.conftest import QUICK, REPO
@@ -54,6 +55,7 @@ BAD_OPTIONS = [
     (["conv=dcls", "conv.dilated_kernel_size=1"], "conv.dilated_kernel_size=1 is out of range: must be null or an integer >= the net kernel_size=3"),
     (["conv=dcls", "conv.dilated_kernel_size=6"], "conv.dilated_kernel_size=6 is out of range: must be odd like the net kernel_size=3"),
     (["conv=dcls", "conv.position_lr_factor=0"], "conv.position_lr_factor=0 is out of range: must be > 0"),
+    (["conv=dcls", "conv.repulsion_factor=-0.1"], "conv.repulsion_factor=-0.1 is out of range: must be >= 0"),
     (["net=convnext_cifar_dcls", "net.conv.version=v2"], "net.conv.version=v2 is out of range: must be one of"),
     (
         ["net=convnext_cifar_dcls", "net.conv.dilated_kernel_size=5"],
@@ -164,3 +166,14 @@ def test_visualization_writes_a_png_per_layer(tmp_path, version):
     trainer = SimpleNamespace(default_root_dir=str(tmp_path), loggers=[], global_step=3)
     DclsVisualization(max_filters=3).draw(trainer, net, epoch=2)
     assert (tmp_path / "dcls" / "0_epoch002.png").stat().st_size > 1000
+
+
+def test_repulsion_reaches_the_training_loss_once_per_set_of_positions():
+    cfg = compose(["net=convnext_cifar_dcls", "dataset=cifar10", "net.depths=[2,1,1,1]", "net.conv.repulsion_factor=0.1"])
+    net = build_net(cfg)
+    task = ClassificationTask(num_classes=10, net=net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    stages = [stage[0].dwconv for stage in net.stages]
+    assert net.stages[0][1].dwconv.P is stages[0].P  # shared: its term counts once
+    torch.testing.assert_close(task.auxiliary_loss(), 0.1 * sum(dcls_repulsion(layer.P) for layer in stages))
+    plain = ClassificationTask(num_classes=10, net=build_net(compose(["net=simple_cnn", "dataset=digits", "conv=dcls"])), optimizer=torch.optim.Adam)
+    assert plain.auxiliary_loss() is None  # off by default
