@@ -15,7 +15,7 @@ from layers.octave.blocks import (
     octave_add,
     octave_merge,
 )
-from layers.octave.convert import convert_to_octave, octave_layer
+from layers.octave.convert import convert_features, convert_to_octave, octave_layer
 from layers.octave.factory import OctaveConversion
 from layers.octave.functional import OctaveWeights, downsample, octave_conv2d, upsample_to
 from layers.octave.octave_conv import OctaveConv
@@ -23,6 +23,6 @@ from layers.octave.reference import octave_conv2d_reference
 
 __all__ = [
     "OctaveApply", "OctaveBatchNorm", "OctaveConv", "OctaveConvBN", "OctaveConvBNAct", "OctaveConversion", "OctaveResidual",
-    "OctaveTrunk", "OctaveWeights", "convert_to_octave", "downsample", "octave_add", "octave_conv2d", "octave_conv2d_reference",
-    "octave_layer", "octave_merge", "upsample_to",
+    "OctaveTrunk", "OctaveWeights", "convert_features", "convert_to_octave", "downsample", "octave_add", "octave_conv2d",
+    "octave_conv2d_reference", "octave_layer", "octave_merge", "upsample_to",
 ]  # fmt: skip

@@ -29,8 +29,10 @@ def octave_layer(module: nn.Module, alpha_in: float, alpha_out: float, options: 
     Parameter-free layers (activations, pools, dropout, identity) act on both parts; any
     other type needs its own registered conversion.
     """
+    if isinstance(module, nn.modules.conv._ConvNd):
+        raise ValueError(f"convert_to_octave: {type(module).__name__} is not an nn.Conv2d; octave convolution is 2-D only")
     has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
-    if has_state or isinstance(module, nn.modules.conv._ConvNd):
+    if has_state:
         raise ValueError(f"convert_to_octave: no octave version of {type(module).__name__} (register one with octave_layer.register)")
     if alpha_in != alpha_out:
         raise ValueError(f"convert_to_octave: {type(module).__name__} cannot change alpha from {alpha_in} to {alpha_out}")
@@ -53,7 +55,7 @@ def _(module: nn.BatchNorm2d, alpha_in: float, alpha_out: float, options: dict[s
 
 
 def _has_conv(module: nn.Module) -> bool:
-    return any(isinstance(child, nn.Conv2d) for child in module.modules())
+    return any(isinstance(child, nn.modules.conv._ConvNd) for child in module.modules())
 
 
 @octave_layer.register
@@ -85,19 +87,24 @@ def convert_to_octave(model: nn.Module, alpha: float, stage_alphas: list[float] 
 
     A plain `nn.Sequential` converts from its first child with a convolution (alpha_in = 0)
     to its last (alpha_out = 0); a lone convolution becomes a first octave layer whose pair
-    is merged back into one map (`octave_merge`). Architectures register their own rule.
+    is merged back into one map (`octave_merge`). Architectures register their own rule
+    (`convert_to_octave.register`); any other model is an error naming those that convert.
     """
+    convertible = sorted(cls.__name__ for cls in convert_to_octave.registry if cls is not object)
+    raise ValueError(
+        f"convert_to_octave: no octave conversion for {type(model).__name__}; these convert: {', '.join(convertible)} "
+        "(register more with convert_to_octave.register)"
+    )
+
+
+@convert_to_octave.register
+def _(model: nn.Sequential, alpha: float, stage_alphas: list[float] | None = None, **options) -> nn.Sequential:
     check_alpha(alpha)
-    if not isinstance(model, nn.Sequential):
-        raise ValueError(
-            f"convert_to_octave: no octave conversion for {type(model).__name__} "
-            "(nn.Sequential and registered architectures convert; see convert_to_octave.register)"
-        )
     if stage_alphas is not None:
         raise ValueError("convert_to_octave: stage_alphas needs an architecture with stages, not an nn.Sequential")
     with_conv = [index for index, child in enumerate(model) if _has_conv(child)]
     if not with_conv:
-        raise ValueError("convert_to_octave: the nn.Sequential has no convolution to convert")
+        raise ValueError("convert_to_octave: the nn.Sequential has no nn.Conv2d to convert")
     first, last = with_conv[0], with_conv[-1]
     middle = nn.Sequential(*model[first : last + 1])
     options = conversion_options(**options)
@@ -107,3 +114,16 @@ def convert_to_octave(model: nn.Module, alpha: float, stage_alphas: list[float] 
         octave.append(octave_layer(middle[-1], alpha, 0.0, options))
     # A lone convolution is only a first octave layer: `OctaveTrunk` merges its pair back.
     return nn.Sequential(*model[:first], OctaveTrunk(nn.Sequential(*octave)), *model[last + 1 :]).train(model.training)
+
+
+def convert_features(model: nn.Module, alpha: float, stage_alphas: list[float] | None = None, **options) -> nn.Module:
+    """In place: `model.features` (an `nn.Sequential`) converted as a Sequential; the rule of
+    nets made of a convolutional `features` trunk then a plain head (register it for such a
+    net with `convert_to_octave.register(Net)(convert_features)`)."""
+    if any(isinstance(child, OctaveTrunk) for child in model.features):
+        raise ValueError(f"convert_to_octave: {type(model).__name__} is already octave (use a plain net with conv=octave)")
+    try:
+        model.features = convert_to_octave(model.features, alpha, stage_alphas, **options)
+    except ValueError as error:
+        raise ValueError(f"{error} (in {type(model).__name__}.features)") from None
+    return model

@@ -21,6 +21,7 @@ from layers.octave import (
     octave_add,
     octave_merge,
 )
+from models import VGG, DenseNetBC, SimpleCNN, ToyMNISTNet, WideResNet
 from models.oct_resnet import OctResNet
 from models.resnet import ResNet
 
@@ -85,6 +86,60 @@ def test_convert_rejects_unknown_models_and_bad_alpha():
         convert_to_octave(ResNet(3, 10), 0.5, [0.5, 0.5])
     with pytest.raises(ValueError, match="already octave"):
         convert_to_octave(OctResNet(0.5, in_channels=3, num_classes=10), 0.5)
+
+
+# Small versions of the framework's plain nets that convert, with an input each (odd sizes where the net allows).
+CONVERTIBLE = {
+    "simple_cnn": (lambda: SimpleCNN(1, 10, [28, 28], widths=[8, 16]), (2, 1, 29, 27)),
+    "vgg": (lambda: VGG(3, 10, stages=[16, "M", 16, "M", 32, "M", 32, "M", 32, "M"], hidden=16), (2, 3, 32, 32)),
+    "cnn_mnist": (lambda: ToyMNISTNet(1, 10, checkered=False), (2, 1, 28, 28)),
+    "resnet_cifar": (lambda: ResNet(3, 10, layers=[1, 1, 1]), (2, 3, 33, 33)),
+    "resnet_imagenet": (lambda: ResNet(**SMALL_BOTTLENECK), (2, 3, 64, 64)),
+    "wide_resnet": (lambda: WideResNet(3, 10, depth=10, widen_factor=2), (2, 3, 32, 32)),
+    "wide_resnet_k1": (lambda: WideResNet(3, 10, depth=10, widen_factor=1), (2, 3, 31, 31)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVERTIBLE))
+def test_plain_nets_convert_with_their_shapes_and_parameters_and_fewer_macs(name):
+    build, shape = CONVERTIBLE[name]
+    torch.manual_seed(0)
+    plain, x = build().eval(), torch.randn(shape)
+    plain_output, plain_parameters, plain_macs = plain(x), sum(p.numel() for p in plain.parameters()), count_macs(plain, x)
+    octave = convert_to_octave(plain, 0.5)
+    assert sum(isinstance(m, OctaveConv) for m in octave.modules()) > 1
+    output = octave(x)
+    assert output.shape == plain_output.shape
+    assert sum(p.numel() for p in octave.parameters()) == plain_parameters
+    assert count_macs(octave, x) < 0.8 * plain_macs
+    output.sum().backward()
+    assert all(p.grad is not None for p in octave.parameters())
+    with pytest.raises(ValueError, match="is already octave"):
+        convert_to_octave(octave, 0.5)
+
+
+@pytest.mark.parametrize(
+    "net, dataset",
+    [("simple_cnn", "mnist"), ("cnn_mnist", "mnist"), ("vgg11_bn_cifar", "cifar10"), ("resnet18_cifar", "cifar10"),
+     ("resnet50", "imagenet")],  # fmt: skip
+)
+def test_conv_octave_converts_the_configured_plain_nets(net, dataset):
+    net = build_net(compose([f"net={net}", f"dataset={dataset}", "conv=octave", "conv.alpha=0.5"]))
+    assert any(isinstance(m, OctaveConv) and m.alpha_out == 0.5 for m in net.modules())
+
+
+NOT_CONVERTIBLE = [
+    (lambda: DenseNetBC(3, 10, depth=10), r"no octave conversion for DenseNetBC; these convert: .*SimpleCNN.*WideResNet \(register"),
+    (lambda: SimpleCNN(1, 10, [100]), r"Conv1d is not an nn.Conv2d; octave convolution is 2-D only \(in SimpleCNN\.features\)$"),
+    (lambda: ToyMNISTNet(1, 10, checkered=True), r".* \(in ToyMNISTNet\.features\)$"),
+]
+
+
+@pytest.mark.parametrize("net, error", NOT_CONVERTIBLE)
+def test_nets_that_do_not_convert_fail_in_one_line_naming_the_net(net, error):
+    with pytest.raises(ValueError, match=f"^convert_to_octave: {error}") as raised:
+        convert_to_octave(net(), 0.5)
+    assert "\n" not in str(raised.value)
 
 
 def test_oct_resnet_has_the_official_layout():
