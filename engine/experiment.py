@@ -25,7 +25,16 @@ from engine.cli import reporting_user_errors
 from engine.config import ConfigError
 from engine.loggers import FlushLoggers, RunContext, finish_runs
 from engine.nets import build_net
-from engine.resume import build_identity, check_fits, check_same_build, find_resume_checkpoint, read_checkpoint, single_run_folders, sweep_job_folders
+from engine.resume import (
+    build_identity,
+    check_fits,
+    check_same_build,
+    find_resume_checkpoint,
+    read_checkpoint,
+    run_folder_of,
+    single_run_folders,
+    sweep_job_folders,
+)
 from engine.runlog import log, run_log
 from engine.tasks import TaskModule
 
@@ -52,7 +61,9 @@ class Experiment:
 
     def run(self) -> dict[str, float]:
         """Fit (unless `train.do=false`), then test the best checkpoint; returns the test metrics.
-        Log lines go to `<run folder>/farconv.log` too."""
+        Log lines go to `<run folder>/farconv.log` too, and a new run folder gets the resolved
+        configuration as `config.yaml`."""
+        write_run_config(self.cfg, self.run_dir)
         with run_log(self.run_dir):
             return self._run()
 
@@ -65,13 +76,25 @@ class Experiment:
         test_checkpoint = self.resume_from
         if self.cfg.train.do:
             self.trainer.fit(self.task, datamodule=self.datamodule, ckpt_path=self.resume_from)
+            test_checkpoint = None  # the weights training ended with, unless validation picked a checkpoint
             if self.best_checkpoint is not None and self.best_checkpoint.best_model_path:
                 test_checkpoint = Path(self.best_checkpoint.best_model_path)
+            else:
+                rank_zero_info("No best checkpoint was selected (no validation, or no best_checkpoint callback): testing the final weights")
         results = self.trainer.test(self.task, datamodule=self.datamodule, ckpt_path=test_checkpoint)
         metrics = {key: float(value) for key, value in (results[0] if results else {}).items()}
         _report(metrics)
         finish_runs(self.trainer.loggers)
         return metrics
+
+
+def write_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Write the resolved configuration (without Hydra's node) to `<run_dir>/config.yaml`,
+    unless the folder has one: a resumed run keeps the configuration it started with."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True))
 
 
 def flatten_config(cfg: DictConfig) -> dict[str, Any]:
@@ -126,7 +149,7 @@ def build_experiment(
             option = f"resume={cfg.resume}" if cfg.resume != "last" else f"resume=last ({resume_from})"
             resume_checkpoint = read_checkpoint(resume_from, option)
             check_same_build(resume_checkpoint, identity, option)
-            run_dir = resume_from.parent.parent
+            run_dir = run_folder_of(resume_from) or run_dir
             wandb_run_id = (resume_checkpoint.get(RUN_KEY) or {}).get("wandb_run_id")
             resume_step = int(resume_checkpoint.get("global_step", 0))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -286,7 +309,4 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
         raise
     if experiment.run_dir.resolve() != output_dir.resolve():
         _remove_if_empty(output_dir)
-    else:
-        run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config, resolve=True))
     return experiment.run()

@@ -116,6 +116,14 @@ def sweep_job_folders(sweeps_dir: Path, override_dirname: str, exclude: Path | N
     return sorted((job for job in found if exclude is None or job.resolve() != exclude.resolve()), key=lambda job: (job.parent.name, job.name))
 
 
+def run_folder_of(checkpoint: Path) -> Path | None:
+    """The run folder `checkpoint` was saved in (`<run>/checkpoints/<file>.ckpt`, beside the
+    run's `config.yaml`), where a run resumed from it continues; None for a checkpoint kept
+    anywhere else, whose resumed run writes to a new folder."""
+    folder = checkpoint.resolve().parent
+    return folder.parent if folder.name == "checkpoints" and (folder.parent / "config.yaml").is_file() else None
+
+
 def find_resume_checkpoint(resume: str, previous_runs: Iterable[Path], described_as: str) -> Path:
     """`resume=last`: the `last.ckpt` of the newest of `previous_runs` (oldest first);
     otherwise `resume` is a checkpoint path. `described_as` names where runs were looked for."""

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from engine.cli import choices_of, compose
@@ -119,16 +120,18 @@ def test_resuming_from_an_end_of_epoch_best_checkpoint_runs_every_remaining_epoc
     first = uninterrupted.run_dir / "checkpoints"
     best = next(first.glob("best-*.ckpt"))
     epoch = torch.load(best, weights_only=True)["epoch"]
-    cfg = compose([*OVERRIDES, f"paths.runs={tmp_path}", f"resume={best}"])
     # a copy, so the uninterrupted run's files stay as they are
     copy = tmp_path / "copy" / "run"
     (copy / "checkpoints").mkdir(parents=True)
     (copy / "checkpoints" / best.name).write_bytes(best.read_bytes())
     cfg = compose([*OVERRIDES, f"paths.runs={tmp_path}", f"resume={copy / 'checkpoints' / best.name}"])
-    resumed = build_experiment(cfg, tmp_path / "unused", choices_of(cfg))
+    resumed = build_experiment(cfg, tmp_path / "new", choices_of(cfg))
     resumed.run()
     assert resumed.trainer.global_step == 3 * STEPS_PER_EPOCH
-    epochs = [row["epoch"] for row in epoch_rows(copy) if row["val/acc"]]
+    # a checkpoint outside a run folder (no config.yaml beside checkpoints/) continues in a new folder
+    assert resumed.run_dir == tmp_path / "new" and (resumed.run_dir / "config.yaml").is_file()
+    assert sorted(path.name for path in copy.iterdir()) == ["checkpoints"]
+    epochs = [row["epoch"] for row in epoch_rows(resumed.run_dir) if row["val/acc"]]
     assert epochs == [str(e) for e in range(epoch + 1, 3)]
 
 
@@ -141,6 +144,23 @@ def test_extending_a_finished_run_trains_the_next_epoch(tmp_path):
     resumed.run()
     assert resumed.trainer.global_step == 2 * STEPS_PER_EPOCH
     assert [row["epoch"] for row in epoch_rows(resumed.run_dir) if row["val/acc"]] == ["0", "1"]
+
+
+class KeepFinalWeights(pl.Callback):
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.weights = {key: value.clone() for key, value in pl_module.net.state_dict().items()}
+
+
+def test_a_resumed_run_without_a_best_checkpoint_tests_its_final_weights(tmp_path):
+    cfg = [*OVERRIDES, f"paths.runs={tmp_path}", "callbacks.best_checkpoint=null", "train.epochs=1"]
+    first = compose(cfg)
+    build_experiment(first, tmp_path / first.name / "2000-01-01_00-00-00", choices_of(first)).run()
+    longer = compose([*cfg[:-1], "train.epochs=2", "resume=last"])
+    final = KeepFinalWeights()
+    resumed = build_experiment(longer, tmp_path / "unused", choices_of(longer), extra_callbacks=[final])
+    resumed.run()
+    for key, value in resumed.task.net.state_dict().items():  # testing loaded no older checkpoint
+        torch.testing.assert_close(value, final.weights[key], rtol=0, atol=0, msg=key)
 
 
 def test_resume_last_continues_the_newest_run_or_names_it(tmp_path):
