@@ -28,6 +28,12 @@ def _rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for the order of one epoch; unlike `seed + epoch`, runs with neighbouring
+    seeds do not share their epochs' orders."""
+    return hash((seed, epoch)) & (2**63 - 1)
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed that depends only on the run seed, the epoch and the sample index."""
     return hash((seed, epoch, index)) & (2**63 - 1)
@@ -39,7 +45,7 @@ class EpochSampler(Sampler[SampleKey]):
     Args:
         num_samples: size of the dataset it indexes.
         shuffle: draw a new permutation each epoch (else keep dataset order).
-        seed: run seed; the permutation of epoch `e` is drawn from `seed + e`.
+        seed: run seed; the permutation of epoch `e` is drawn from `epoch_seed(seed, e)`.
 
     Under `torch.distributed` each rank takes every `world_size`-th element of the order,
     padded by wrapping around so that all ranks see the same number of samples.
@@ -65,7 +71,7 @@ class EpochSampler(Sampler[SampleKey]):
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.num_samples)
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.num_samples, generator=generator)
 
     def __iter__(self) -> Iterator[SampleKey]:

@@ -156,6 +156,13 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     assert sorted(index for index, _ in first) == list(range(50))
 
 
+def test_neighbouring_seeds_do_not_share_epoch_orders():
+    seed_0 = EpochSampler(50, shuffle=True, seed=0)
+    seed_1 = EpochSampler(50, shuffle=True, seed=1)
+    seed_0.set_epoch(1)  # `seed + epoch` seeding gave this epoch seed 1's epoch 0
+    assert [index for index, _ in seed_0] != [index for index, _ in seed_1]
+
+
 def shares_of_ranks(num_samples: int, world_size: int, monkeypatch) -> list[list[int]]:
     shares = []
     for rank in range(world_size):
