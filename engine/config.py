@@ -184,3 +184,10 @@ def validate(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
             raise ConfigError("train.do=false tests without training, but nothing gives weights: pass pretrained, pretrained_wandb or resume")
         if OmegaConf.select(cfg, "train.epochs") == 0:
             raise ConfigError("train.epochs=0 trains nothing, and nothing gives weights: pass pretrained, pretrained_wandb or resume")
+    milestones = OmegaConf.select(cfg, "scheduler.milestones", default=None)
+    epochs = OmegaConf.select(cfg, "train.epochs", default=None)
+    if milestones and epochs and max(milestones) >= epochs:
+        raise ConfigError(
+            f"scheduler.milestones={list(milestones)} must be epochs before train.epochs={epochs}: "
+            "a milestone at or after the last epoch never changes the learning rate"
+        )

@@ -64,6 +64,7 @@ def test_schedulers_instantiate_and_step(option):
         (["cross_res.interpolation=cubic"], "cross_res.interpolation=cubic is out of range: must be one of bilinear, nearest"),
         (["train.lr=-0.1"], "train.lr=-0.1 is out of range: must be > 0"),
         (["dataset.num_workers=-2"], "dataset.num_workers=-2 is out of range: must be >= 0"),
+        (["scheduler=multistep", "train.epochs=100"], "scheduler.milestones=[100, 150] must be epochs before train.epochs=100"),
         (["profile.device=tpu"], "profile.device=tpu is out of range: must be one of auto, cpu, cuda"),
         (["net=enet", "conv=box", "dataset=cityscapes"], "conv=box has no effect on net=enet"),
         (["resume=last", "pretrained=x.ckpt"], "resume and pretrained are exclusive"),
