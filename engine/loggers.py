@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
+from datasets.caching import atomic_file
 from engine.config import ConfigError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -55,14 +56,17 @@ def csv_logger(context: RunContext) -> CSVLogger:
             header, rows = list(reader.fieldnames or []), list(reader)
         kept = [row for row in rows if not row.get("step") or int(float(row["step"])) < context.resume_step]
         logger = CSVLogger(save_dir=str(context.run_dir), name="csv", version=int(metrics_file.parent.name.split("_")[-1]))
+        held = metrics_file.with_name("metrics.before-resume.csv")  # the whole history until the rewrite is done
+        os.replace(metrics_file, held)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Experiment logs directory")
-            writer = logger.experiment  # creating the writer deletes the folder's metrics.csv
+            writer = logger.experiment  # creating the writer would delete a metrics.csv
         writer.metrics_keys = sorted(header)
-        with open(metrics_file, "w", newline="") as file:
+        with atomic_file(metrics_file, "w", newline="") as file:
             table = csv.DictWriter(file, fieldnames=writer.metrics_keys)
             table.writeheader()
             table.writerows(kept)
+        held.unlink()
     logger.log_hyperparams(context.config)
     return logger
 
