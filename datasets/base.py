@@ -122,6 +122,18 @@ class DataModule(pl.LightningDataModule):
         self.train_set = AugmentedDataset(Subset(full_train, kept), train_transform)
         self.val_set = AugmentedDataset(Subset(full_train, held_out), self.eval_transform())
         self.test_set = AugmentedDataset(self.load_test(), self.eval_transform())
+        self._check_sample_shape()
+
+    def _check_sample_shape(self) -> None:
+        """The nets are built from `in_channels` and `input_size`: check them against one
+        training sample (drawn under its own seed, so the global RNG is untouched)."""
+        shape = tuple(self.train_set[(0, 0)][0].shape)
+        expected = (self.in_channels, *self.input_size)
+        _check(
+            shape == expected,
+            f"dataset.in_channels={self.in_channels}, dataset.input_size={list(self.input_size)} do not match "
+            f"the {self.name} data, whose training inputs are {list(shape)} (channels, *size)",
+        )
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"

@@ -29,6 +29,23 @@ def test_digits_splits_and_shapes():
     assert sum(sizes) == 1797 and sizes[2] == round(0.2 * 1797)
 
 
+@pytest.mark.parametrize(
+    "in_channels, input_size",
+    [(1, [16, 16]), (3, [8, 8]), (1, [64])],
+)
+def test_a_declared_shape_the_data_does_not_have_is_refused(in_channels, input_size):
+    datamodule = DigitsDataModule(root="unused", num_classes=10, in_channels=in_channels, input_size=input_size, **COMMON)
+    with pytest.raises(ValueError, match=rf"dataset.in_channels={in_channels}, dataset.input_size=\[.*\] do not match the digits data, whose training inputs are \[1, 8, 8\]"):
+        datamodule.setup("fit")
+
+
+def test_a_wrong_input_size_for_cifar_is_refused(tmp_path):
+    write_cifar(tmp_path)
+    datamodule = CIFARDataModule(root=str(tmp_path), num_classes=10, in_channels=3, input_size=[64, 64], **COMMON)
+    with pytest.raises(ValueError, match=r"whose training inputs are \[3, 32, 32\]"):
+        datamodule.setup("fit")
+
+
 def test_validation_split_is_carved_from_training_and_disjoint_from_test():
     datamodule = DigitsDataModule(root="unused", num_classes=10, in_channels=1, input_size=[8, 8], val_fraction=0.25, **COMMON)
     datamodule.setup("fit")
