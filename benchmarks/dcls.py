@@ -3,9 +3,10 @@ depthwise convolution of the same dilated size, at ConvNeXt-T stage-1 shapes.
 
 Cases: depthwise, C = 96 channels, 56x56 input, (dilated size S, elements K) = (17, 34) and
 (23, 26), versions `gauss` and `v1`. Paths, all forward + backward of `out.sum()` with every
-parameter trainable: `ours` (`Dcls2d`, fused construction), `dcls-0.1.1` (the `dcls`
-package, when installed; its parameters copied from ours, outputs checked equal before
-timing) and `dense` (`nn.Conv2d(C, C, S, groups=C)`: the convolution alone, a lower bound).
+parameter trainable: `ours` (`Dcls2d`: fused construction, then the convolution `conv_impl=auto`
+picks, the FFT on CPU at these sizes), `dcls-0.1.1` (the `dcls` package, when installed; its
+parameters copied from ours, outputs checked equal before timing) and `dense`
+(`nn.Conv2d(C, C, S, groups=C)`: the direct convolution alone, what `dcls` 0.1.1 runs).
 Reported: median forward+backward latency, peak memory of forward+backward, and the ratios
 dcls/ours (target: >= 2x faster, <= 0.5x the memory) and ours/dense.
 

@@ -1,9 +1,10 @@
 """Depthwise convolution through the FFT, as a registered operator for large DCLS kernels.
 
 A depthwise convolution with an `S^n` kernel costs `S^n` multiply-adds per output; through
-the FFT it costs a few transforms of the padded input, whatever `S`. On CPU that is 5-15x
-faster from 13x13 kernels at ConvNeXt's 56x56 maps (`benchmarks/dcls.py`), with float32
-rounding differences only (about 1e-6 of the output's scale).
+the FFT it costs a few transforms of the padded input, whatever `S`. On this 2-core CPU,
+at ConvNeXt's 56x56 maps, forward+backward is about 4.5x faster than the direct convolution at
+13x13 (load ~7) and 8-17x at 17x17 to 23x23 (`benchmarks/results/dcls_cpu.md`), with float32 rounding
+differences only (about 5e-7 of the output's scale).
 
 `farconv::dcls_depthwise_fft_conv` is registered with `torch.library` like the kernel
 construction, so `torch.compile` sees one op, and the FLOP counter counts it as the direct
@@ -33,22 +34,31 @@ def _pad_amounts(before: list[int], after: list[int]) -> list[int]:
     return [amount for b, a in zip(reversed(before), reversed(after)) for amount in (b, a)]
 
 
-def _spectra(input: Tensor, kernel: Tensor, padding: list[int]):
-    """rFFTs of the zero-padded input `(B, C, *F)` and of the kernel at the same size `(1, C, *F)`."""
-    dims, padded, _ = _geometry(input, kernel, padding)
-    compute = torch.promote_types(input.dtype, torch.float32)
-    input_f = torch.fft.rfftn(F.pad(input.to(compute), _pad_amounts(padding, padding)), dim=dims)
-    kernel_f = torch.fft.rfftn(kernel.to(compute).transpose(0, 1), s=padded, dim=dims)
-    return input_f, kernel_f
+def _input_spectrum(input: Tensor, padding: list[int], dims: tuple[int, ...]) -> Tensor:
+    """rFFT of the zero-padded input, `(B, C, *F)`, in at least float32."""
+    padded = F.pad(input.to(torch.promote_types(input.dtype, torch.float32)), _pad_amounts(padding, padding))
+    return torch.fft.rfftn(padded, dim=dims)
 
 
+def _kernel_spectrum(kernel: Tensor, padded: list[int], dims: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """rFFT of the kernel zero-padded to the padded input's size, `(1, C, *F)`."""
+    return torch.fft.rfftn(kernel.to(dtype).transpose(0, 1), s=padded, dim=dims)
+
+
+def _crop(tensor: Tensor, starts, sizes) -> Tensor:
+    return tensor[(..., *(slice(start, start + size) for start, size in zip(starts, sizes)))].contiguous()
+
+
+# The products below are formed in place and conjugates are physical (`conj_physical_`): a
+# lazy conj bit is lost under torch.compile, and every spectrum is as large as the input.
 @torch.library.custom_op("farconv::dcls_depthwise_fft_conv", mutates_args=())
 def _fft_conv_op(input: Tensor, kernel: Tensor, padding: list[int]) -> Tensor:
     dims, padded, out = _geometry(input, kernel, padding)
-    input_f, kernel_f = _spectra(input, kernel, padding)
-    # circular cross-correlation (conj_physical: a lazy conj bit is lost under torch.compile); the kept outputs never wrap around (i + k < padded size)
-    full = torch.fft.irfftn(input_f * kernel_f.conj_physical(), s=padded, dim=dims)
-    return full[(..., *(slice(0, size) for size in out))].to(input.dtype).contiguous()
+    spectrum = _input_spectrum(input, padding, dims)
+    spectrum.mul_(_kernel_spectrum(kernel, padded, dims, spectrum.real.dtype).conj_physical_())
+    # circular cross-correlation; the kept outputs never wrap around (i + k < padded size)
+    full = torch.fft.irfftn(spectrum, s=padded, dim=dims)
+    return _crop(full, [0] * len(out), out).to(input.dtype)
 
 
 @_fft_conv_op.register_fake
@@ -65,15 +75,16 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad_output):
     input, kernel = ctx.saved_tensors
-    dims, padded, out = _geometry(input, kernel, ctx.padding)
-    input_f, kernel_f = _spectra(input, kernel, ctx.padding)
-    grad_f = torch.fft.rfftn(grad_output.to(input_f.real.dtype), s=padded, dim=dims)  # zero-padded at the end
+    dims, padded, _ = _geometry(input, kernel, ctx.padding)
+    dtype = torch.promote_types(input.dtype, torch.float32)
+    grad_f = torch.fft.rfftn(grad_output.to(dtype), s=padded, dim=dims)  # zero-padded at the end
     # input: the full convolution of the gradient with the kernel, cropped to the unpadded input
-    grad_input = torch.fft.irfftn(grad_f * kernel_f, s=padded, dim=dims)
-    grad_input = grad_input[(..., *(slice(pad, pad + size) for pad, size in zip(ctx.padding, input.shape[2:])))]
+    grad_input = torch.fft.irfftn(grad_f * _kernel_spectrum(kernel, padded, dims, dtype), s=padded, dim=dims)
+    grad_input = _crop(grad_input, ctx.padding, input.shape[2:])
     # kernel: the correlation of the padded input with the gradient, summed over the batch
-    grad_kernel = torch.fft.irfftn((input_f * grad_f.conj_physical()).sum(0, keepdim=True), s=padded, dim=dims)
-    grad_kernel = grad_kernel[(..., *(slice(0, k) for k in kernel.shape[2:]))].transpose(0, 1)
+    spectrum = _input_spectrum(input, ctx.padding, dims).mul_(grad_f.conj_physical_())
+    grad_kernel = torch.fft.irfftn(spectrum.sum(0, keepdim=True), s=padded, dim=dims)
+    grad_kernel = _crop(grad_kernel, [0] * len(dims), kernel.shape[2:]).transpose(0, 1)
     return grad_input.to(input.dtype), grad_kernel.to(kernel.dtype).contiguous(), None
 
 
