@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_method
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from engine.nets import is_model_conversion
@@ -155,6 +156,11 @@ RANGES: dict[str, Rule] = {
 }
 
 
+# Family checks that relate several keys (e.g. a DCLS kernel count against its dilated size),
+# as "module.function" names called with the composed config; each raises ValueError.
+FAMILY_CHECKS = ("layers.dcls.factory.check_config",)
+
+
 def validate(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
     """Check ranges and the combination of chosen config groups.
 
@@ -169,8 +175,14 @@ def validate(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
         problem = rule(value)
         if problem:
             raise ConfigError(f"{key}={value} is out of range: {problem}")
+    for check in FAMILY_CHECKS:
+        try:
+            get_method(check)(cfg)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
     conv_choice = choices.get("conv")
-    if conv_choice != "standard" and "conv" not in cfg.net and not is_model_conversion(cfg.conv):
+    takes_conv = "conv" in cfg.net and OmegaConf.is_interpolation(cfg.net, "conv")  # `conv: ${conv}`
+    if conv_choice != "standard" and not takes_conv and not is_model_conversion(cfg.conv):
         raise ConfigError(
             f"conv={conv_choice} has no effect on net={choices.get('net')}: its layers are fixed by its paper; "
             "use conv=standard, a whole-model family (such as checkered or octave) or a net that takes a conv family"
