@@ -108,3 +108,12 @@ class AuxiliaryLoss(Protocol):
     """
 
     def auxiliary_loss(self) -> Tensor | None: ...
+
+
+class ConstrainedParameters(Protocol):
+    """Modules whose parameters must stay in a set (e.g. DCLS positions inside their dilated
+    kernel) project them back in place; the task modules call this after every optimiser
+    step, before anything (a checkpoint, validation) sees the parameters.
+    """
+
+    def clamp_parameters(self) -> None: ...

@@ -94,6 +94,14 @@ class TaskModule(pl.LightningModule):
         self.log("train/aux_loss", auxiliary, on_step=True, on_epoch=True, batch_size=batch_size)
         return loss + auxiliary
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser's step, then `clamp_parameters()` of every module that implements
+        `layers.factory.ConstrainedParameters`."""
+        super().optimizer_step(*args, **kwargs)
+        for module in self.net.modules():
+            if callable(getattr(module, "clamp_parameters", None)):
+                module.clamp_parameters()
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameter_groups())
         for group in optimizer.param_groups:  # before the schedule records each group's initial lr

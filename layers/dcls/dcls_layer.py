@@ -151,7 +151,8 @@ class _DclsNd(nn.Module):
 
     @torch.no_grad()
     def clamp_parameters(self) -> None:
-        """Clamp every position into the dilated kernel (in place)."""
+        """Clamp every position into the dilated kernel (in place); the tasks call it after every
+        optimiser step (`layers.factory.ConstrainedParameters`)."""
         for a, size in enumerate(axis_sizes(self.dilated_kernel_size)):
             low, high = position_limits(size)
             self.P[a].clamp_(low, high)

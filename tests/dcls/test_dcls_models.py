@@ -1,5 +1,5 @@
 """`conv=dcls` in the framework's nets, ConvNeXt(-DCLS) sizes, the recipe's optimiser
-groups, the clamp and picture callbacks, and one-line errors for bad values."""
+groups, position clamping, the picture callback, and one-line errors for bad values."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from torch import nn
 from engine.cli import choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
-from engine.dcls_callbacks import DclsClamp
 from engine.visualization import DclsVisualization
 from engine.nets import build_net
 from engine.profiling import conv_families, count_macs, count_parameters
@@ -149,15 +148,19 @@ def test_recipe_gives_positions_their_own_learning_rate_and_no_weight_decay():
     assert by_parameter[id(layer.weight)]["weight_decay"] == 0.05
 
 
-def test_clamp_callback_clamps_dcls_layers_and_ignores_other_nets():
+def test_the_task_clamps_dcls_positions_after_every_optimiser_step():
     net = nn.Sequential(Dcls2d(1, 1, 2, dilated_kernel_size=5), nn.Conv2d(1, 1, 3))
-    with torch.no_grad():
-        net[0].P.fill_(9.0)
-    before = net[1].weight.clone()
-    DclsClamp().on_train_batch_end(None, net, None, None, 0)
-    assert net[0].P.max().item() == 2
-    assert torch.equal(net[1].weight, before)
-    DclsClamp().on_train_batch_end(None, nn.Sequential(nn.Conv2d(1, 1, 3)), None, None, 0)  # no DCLS: nothing to do
+    task = ClassificationTask(num_classes=2, net=net, optimizer=functools.partial(torch.optim.SGD, lr=1.0))
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+
+    def closure() -> torch.Tensor:  # pushes the positions far outside the 5x5 kernel
+        optimizer.zero_grad()
+        loss = -100 * net[0].P.sum()
+        loss.backward()
+        return loss
+
+    task.optimizer_step(0, 0, optimizer, closure)
+    assert net[0].P.max().item() == 2  # the kernel's half-size
 
 
 @pytest.mark.parametrize("version", ["v1", "gauss", "max"])

@@ -104,3 +104,30 @@ def test_parameter_options_become_optimizer_groups(decay_norm_and_bias):
     assert by_parameter[id(layer.weight)]["weight_decay"] == 0.01
     assert by_parameter[id(layer.bias)]["weight_decay"] == (0.01 if decay_norm_and_bias else 0.0)
     assert sum(len(group["params"]) for group in optimizer.param_groups) == 3
+
+
+class Bounded(nn.Module):
+    """A layer whose `offset` must stay in [-1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(3))
+
+    def clamp_parameters(self) -> None:
+        with torch.no_grad():
+            self.offset.clamp_(-1, 1)
+
+
+def test_constrained_parameters_are_clamped_after_every_optimiser_step():
+    layer = Bounded()
+    task = ClassificationTask(num_classes=2, net=nn.Sequential(layer), optimizer=functools.partial(torch.optim.SGD, lr=1.0))
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = -5 * layer.offset.sum()
+        loss.backward()
+        return loss
+
+    task.optimizer_step(0, 0, optimizer, closure)
+    assert layer.offset.tolist() == [1.0, 1.0, 1.0]
