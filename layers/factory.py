@@ -11,6 +11,12 @@ model file. There are two kinds of family:
 
 `engine.nets.build_net` tells the two apart, so neither the entry scripts nor the models
 grow a case per family.
+
+Layers tell the training loop what they need through small duck-typed protocols, which the
+task modules and callbacks look for on every module of the net (no per-family branches):
+`ParameterOptions` (per-parameter learning-rate factor and weight decay), `AuxiliaryLoss`
+(a term added to the training loss), `ConstrainedParameters` (clamped after every optimiser
+step) and `LearnedExtent` (receptive-field sizes for `callbacks=receptive_field`).
 """
 
 from __future__ import annotations
