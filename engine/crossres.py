@@ -29,7 +29,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from datasets.base import DataModule
 from datasets.transforms import ThenOnInput
 from engine.config import ConfigError
-from engine.experiment import Experiment, build_experiment
+from engine.experiment import Experiment, build_experiment, remove_if_empty, write_run_config
 from engine.loggers import finish_runs
 from engine.runlog import log, run_log
 from engine.tasks import TaskModule
@@ -145,11 +145,6 @@ def phase_config(cfg: DictConfig, epochs: int, pretrained: str | None) -> DictCo
     return phase
 
 
-def test_metrics(experiment: Experiment, checkpoint: str | None = None) -> dict[str, float]:
-    results = experiment.trainer.test(experiment.task, datamodule=experiment.datamodule, ckpt_path=checkpoint)
-    return {key: float(value) for key, value in (results[0] if results else {}).items()}
-
-
 def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) -> dict[str, float]:
     """Run the three phases; returns `{"source/test/acc": …, "ootb/test/acc": …, "target/test/acc": …}`."""
     source_res, target_res = check_cross_res(cfg)
@@ -157,6 +152,7 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
         raise ConfigError("resume is not supported by run_crossres.py: pass the source checkpoint as pretrained=… with train.epochs=0")
     interpolation = cfg.cross_res.interpolation
     source = build_experiment(cfg, run_dir, choices)
+    write_run_config(cfg, run_dir)
     loggers = [PhaseLogger(logger) for logger in source.trainer.loggers]
     source.trainer.loggers = loggers
     metrics: dict[str, float] = {}
@@ -172,7 +168,7 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
                 source.trainer.save_checkpoint(checkpoint)
         elif checkpoint is None:  # pretrained_wandb: build_experiment downloaded it into the run folder
             checkpoint = str(next((run_dir / "pretrained").glob("*.ckpt")))
-        metrics.update(_prefixed("source", test_metrics(source, checkpoint if cfg.train.epochs > 0 else None)))
+        metrics.update(_prefixed("source", source.test(checkpoint if cfg.train.epochs > 0 else None)))
         offset = source.trainer.global_step
 
         target = build_experiment(phase_config(cfg, cfg.cross_res.finetune_epochs, str(checkpoint)), run_dir / "target", choices, loggers=loggers)
@@ -182,13 +178,13 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
         log.info(f"target: {set_resolution(target, target_res, interpolation)}")
         for logger in loggers:
             logger.phase, logger.step_offset = "ootb", offset
-        metrics.update(_prefixed("ootb", test_metrics(target)))
+        metrics.update(_prefixed("ootb", target.test()))
         if cfg.cross_res.finetune_epochs > 0:
             for logger in loggers:
                 logger.phase = "target"
             target.trainer.fit(target.task, datamodule=target.datamodule)
             best = target.best_checkpoint.best_model_path if target.best_checkpoint is not None else None
-            metrics.update(_prefixed("target", test_metrics(target, best or None)))
+            metrics.update(_prefixed("target", target.test(best or None)))
         _report(metrics)
         for logger in loggers:
             logger.save()
@@ -216,6 +212,8 @@ def run_crossres(cfg: DictConfig) -> dict[str, float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     choices = OmegaConf.to_container(hydra_cfg.runtime.choices)
-    run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config, resolve=True))
-    return cross_resolution(cfg, run_dir, choices)
+    try:
+        return cross_resolution(cfg, run_dir, choices)
+    except BaseException:
+        remove_if_empty(run_dir)  # a run that stops before its first phase leaves no folder
+        raise

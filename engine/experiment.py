@@ -81,11 +81,15 @@ class Experiment:
                 test_checkpoint = Path(self.best_checkpoint.best_model_path)
             else:
                 rank_zero_info("No best checkpoint was selected (no validation, or no best_checkpoint callback): testing the final weights")
-        results = self.trainer.test(self.task, datamodule=self.datamodule, ckpt_path=test_checkpoint)
-        metrics = {key: float(value) for key, value in (results[0] if results else {}).items()}
+        metrics = self.test(test_checkpoint)
         _report(metrics)
         finish_runs(self.trainer.loggers)
         return metrics
+
+    def test(self, checkpoint: str | Path | None = None) -> dict[str, float]:
+        """Test the weights of `checkpoint` (None: the task's current weights); returns the metrics."""
+        results = self.trainer.test(self.task, datamodule=self.datamodule, ckpt_path=checkpoint)
+        return {key: float(value) for key, value in (results[0] if results else {}).items()}
 
 
 def write_run_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -271,7 +275,7 @@ def _report(metrics: dict[str, float]) -> None:
         log.info(f"Test accuracy: {100 * metrics['test/acc']:.2f}%")
 
 
-def _remove_if_empty(folder: Path) -> None:
+def remove_if_empty(folder: Path) -> None:
     """Remove the folder Hydra made for this run, and its parent (`runs/<name>/`, or a
     sweep folder holding only Hydra's `multirun.yaml`), when nothing else is in them."""
     try:
@@ -305,8 +309,8 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     try:
         experiment = build_experiment(cfg, output_dir, choices, previous_runs=previous_runs, runs_described_as=where)
     except BaseException:
-        _remove_if_empty(output_dir)
+        remove_if_empty(output_dir)
         raise
     if experiment.run_dir.resolve() != output_dir.resolve():
-        _remove_if_empty(output_dir)
+        remove_if_empty(output_dir)
     return experiment.run()

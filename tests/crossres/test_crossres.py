@@ -69,3 +69,14 @@ def test_command_line_rejects_zero_epochs_without_weights(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and result.stderr.strip() == "error: train.epochs=0 trains nothing, and nothing gives weights: pass pretrained, pretrained_wandb or resume"
+
+
+@pytest.mark.slow
+def test_a_run_that_stops_before_its_first_phase_leaves_no_folder(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run_crossres.py", "dataset=mnist", f"paths.data={tmp_path / 'empty'}", "cross_res.source_res=14",
+         "cross_res.target_res=28", "train.epochs=1", f"paths.runs={tmp_path / 'runs'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))
