@@ -1,53 +1,18 @@
-"""Every checkered preset composes and validates and holds its reference recipe, and every
-`run_experiment.py` / `run_profiler.py` command in experiments/checkered/ composes and
-validates (each job of a sweep included), so a renamed option breaks a test, not a reader."""
+"""Every checkered preset composes and validates, holds its reference recipe and has a
+command in experiments/checkered/ (which tests/framework/test_documented_commands.py
+composes and validates, with every other documented command)."""
 
 from __future__ import annotations
-
-import re
-import shlex
 
 import pytest
 
 from engine.cli import check_command_line, compose
 from tests.conftest import REPO
+from tests.documented import documented_commands
 
 PRESETS = sorted(path.stem for path in (REPO / "cfg" / "experiment").glob("checkered_*.yaml"))
 DOCUMENTS = ["experiments/checkered/README.md", "experiments/checkered/RESULTS.md"]
-COMMAND = re.compile(r"python\s+(?:run_experiment|run_profiler)\.py((?:[^`\n\\#]|\\\n)*)")
-PLACEHOLDER = re.compile(r"\S*<[^>]*>\S*|\[net=cnn_mnist\]")
-
-
-def documented_commands() -> list[tuple[str, list[str]]]:
-    """`(label, overrides)` of every command in DOCUMENTS; a placeholder `key=<...>` or an
-    optional `[...]` is left out (composition needs no data folder)."""
-    commands = []
-    for name in DOCUMENTS:
-        for arguments in COMMAND.findall((REPO / name).read_text()):
-            words = shlex.split(PLACEHOLDER.sub("", arguments.replace("\\\n", " ")))
-            commands.append((f"{name}: {' '.join(words)}", words))
-    return commands
-
-
-COMMANDS = documented_commands()
-
-
-def jobs(words: list[str]) -> int:
-    """How many runs a command starts: the product of its comma-separated sweeps."""
-    count = 1
-    for word in words:
-        if "=" in word and "[" not in word:
-            count *= len(word.split("=", 1)[1].split(","))
-    return count
-
-
-def command_params():
-    """One case per command; a sweep of more than 4 jobs composes each of them (about
-    0.5 s apiece), so it is marked slow."""
-    return [
-        pytest.param(words, id=label, marks=[pytest.mark.slow] if jobs(words) > 4 else [])
-        for label, words in COMMANDS
-    ]
+COMMANDS = documented_commands(*DOCUMENTS)
 
 
 def test_the_presets_and_commands_are_found():
@@ -60,12 +25,6 @@ def test_the_presets_and_commands_are_found():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_and_validates(preset):
     assert check_command_line([f"experiment={preset}"], multirun=False) == 1
-
-
-@pytest.mark.parametrize("words", command_params())
-def test_documented_command_composes_and_validates(words):
-    multirun = "-m" in words or "--multirun" in words
-    check_command_line([word for word in words if word not in ("-m", "--multirun")], multirun=multirun)
 
 
 def test_mnist_paper_preset_is_the_reference_schedule():

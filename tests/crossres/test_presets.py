@@ -1,45 +1,23 @@
-"""The cross-resolution presets compose to the paper's recipe, and every `run_crossres.py` /
-`run_experiment.py` command shown in experiments/crossres/ and experiments/flexconv/ composes
-and validates, so a renamed option breaks a test, not a reader."""
+"""The cross-resolution presets compose to the paper's recipe and are shown in
+experiments/crossres/ and experiments/flexconv/ (whose commands
+tests/framework/test_documented_commands.py composes and validates)."""
 
 from __future__ import annotations
-
-import re
-import shlex
 
 import pytest
 
 from engine.cli import check_command_line, compose
 from tests.conftest import REPO
+from tests.documented import documented_commands
 
 DOCUMENTS = ["experiments/crossres/README.md", "experiments/crossres/RESULTS.md", "experiments/flexconv/README.md"]
-COMMAND = re.compile(r"python\s+(?:run_crossres|run_experiment)\.py((?:[^`\n\\]|\\\n)*)")
-PLACEHOLDER = re.compile(r"\S*<[^>]*>\S*")
-
-
-def documented_commands() -> list[tuple[str, list[str]]]:
-    """`(label, overrides)` of every command in DOCUMENTS; a placeholder `key=<...>` is left out
-    (composition needs no data folder)."""
-    commands = []
-    for name in DOCUMENTS:
-        for arguments in COMMAND.findall((REPO / name).read_text()):
-            words = shlex.split(PLACEHOLDER.sub("", arguments.replace("\\\n", " ")))
-            commands.append((f"{name}: {' '.join(words)}", words))
-    return commands
-
-
-COMMANDS = documented_commands()
+COMMANDS = documented_commands(*DOCUMENTS)
 
 
 def test_the_documents_show_the_cross_resolution_commands():
     labels = [label for label, _ in COMMANDS]
     assert any("experiment=crossres_flexnet7_cifar10" in label for label in labels)
     assert any("net=flexnet3" in label and "kernel.regularize.target=gabor+mask" in label for label in labels)
-
-
-@pytest.mark.parametrize("words", [words for _, words in COMMANDS], ids=[label for label, _ in COMMANDS])
-def test_documented_command_composes_and_validates(words):
-    check_command_line(words, multirun=False)
 
 
 def test_cifar10_preset_is_the_papers_table_4_recipe():

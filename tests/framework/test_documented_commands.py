@@ -1,5 +1,5 @@
-"""Every command shown in README.md and the Makefile composes and validates (each job of
-a sweep included), so a renamed option breaks a test, not a user; `--help` lists the
+"""Every command shown in README.md, the Makefile and experiments/ composes and validates
+(each job of a sweep included), so a renamed option breaks a test, not a user; `--help` lists the
 groups and options; the model summary shows FLOPs."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from engine.cli import check_command_line, config_groups, help_text
 from tests.conftest import REPO
+from tests.documented import documented_commands as documented_commands_in, sweep_jobs
 
 SCRIPT = re.compile(r"(?:python\s+)?(run_experiment\.py|run_profiler\.py)([^`#|\n]*)")
 MAKE = re.compile(r"make experiment ARGS=\"([^\"]*)\"")
@@ -43,6 +44,30 @@ def test_the_documents_show_commands():
 def test_documented_command_composes_and_validates(words):
     if words[0] in ("--help", "-h"):
         return
+    multirun = any(word in ("-m", "--multirun") for word in words)
+    check_command_line([word for word in words if word not in ("-m", "--multirun")], multirun=multirun)
+
+
+EXPERIMENT_COMMANDS = documented_commands_in(*sorted(str(path.relative_to(REPO)) for path in (REPO / "experiments").glob("**/*.md")))
+
+
+def experiment_command_cases() -> list:
+    """One case per command of experiments/; a sweep of more than 4 jobs composes each of them
+    (about 0.5 s apiece), so it is marked slow."""
+    return [
+        pytest.param(words, id=label, marks=[pytest.mark.slow] if sweep_jobs(words) > 4 else [])
+        for label, words in EXPERIMENT_COMMANDS
+    ]
+
+
+def test_every_family_documents_commands():
+    labels = " ".join(label for label, _ in EXPERIMENT_COMMANDS)
+    for family in ("box", "dcls", "checkered", "flexconv", "octave", "crossres"):
+        assert f"experiments/{family}/" in labels, family
+
+
+@pytest.mark.parametrize("words", experiment_command_cases())
+def test_every_command_in_experiments_composes_and_validates(words):
     multirun = any(word in ("-m", "--multirun") for word in words)
     check_command_line([word for word in words if word not in ("-m", "--multirun")], multirun=multirun)
 
