@@ -170,8 +170,19 @@ def wandb_logger(
 
 
 def finish_runs(loggers: Sequence[Any]) -> None:
-    """Close the W&B runs of `loggers`, so that the next experiment in this process
-    (a Hydra multirun, a test) starts its own run instead of reusing this one."""
+    """Close the W&B runs of `loggers` and wait until their files are complete on disk.
+
+    `run.finish()` only tells W&B's service process that the run is over; the service
+    writes the rest of the run's log (`run-<id>.wandb`, which `wandb sync` uploads) when it
+    closes the stream, some time later. Shutting the service down waits for that, so an
+    offline run is whole when the experiment returns, and the next experiment in this
+    process (a Hydra multirun, a test) starts its own run and service."""
+    finished = False
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish()
+            finished = True
+    if finished:
+        import wandb
+
+        wandb.teardown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +22,31 @@ def run(overrides, tmp_path):
     cfg = compose([*QUICK, "train.epochs=1", f"paths.runs={tmp_path}", *overrides])
     experiment = build_experiment(cfg, tmp_path / "run", choices_of(cfg))
     return experiment, experiment.run()
+
+
+def wandb_service_processes() -> list[int]:
+    """Process ids of this process's W&B service children (`wandb-core`), read from /proc."""
+    children = []
+    for listing in Path("/proc/self/task").glob("*/children"):
+        children += [int(pid) for pid in listing.read_text().split()]
+    named = []
+    for pid in children:
+        try:
+            if "wandb" in Path(f"/proc/{pid}/comm").read_text():
+                named.append(pid)
+        except FileNotFoundError:  # exited meanwhile
+            continue
+    return named
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
+def test_offline_wandb_run_is_complete_on_disk_when_the_experiment_returns(tmp_path):
+    """`run.finish()` only asks W&B's service to close the run; the service writes the rest of
+    the log when it closes the stream, later (on a loaded machine the run record was still
+    missing when the test read the file). The experiment must wait for that: once it
+    returns, no W&B service of ours is left holding the file open."""
+    run(["logger=wandb"], tmp_path)
+    assert wandb_service_processes() == []
 
 
 def test_offline_wandb_run_writes_config_history_and_tags(tmp_path):
