@@ -11,6 +11,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 HAS_SHARED_MNIST = (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
+# Seconds a command a test starts may take: generous, because on a busy 2-core machine
+# starting Python with torch, Lightning and Hydra alone can take a minute. It only stops a
+# hang; the suite's own per-test limit (pytest-timeout, pyproject.toml) is longer.
+COMMAND_TIMEOUT = 600
+
 # Overrides that make a composed experiment fast and quiet on CPU.
 QUICK = ["logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "dataset.num_workers=0"]
 

@@ -12,7 +12,7 @@ import torch
 from engine.cli import choices_of, compose
 from engine.config import ConfigError
 from engine.crossres import cross_resolution, resize
-from tests.conftest import QUICK, REPO
+from tests.conftest import COMMAND_TIMEOUT, QUICK, REPO
 
 TINY = [*QUICK, "logger=csv", "net=simple_cnn", "dataset=digits", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1"]
 
@@ -66,7 +66,7 @@ def test_missing_resolution_fails_with_one_line(tmp_path):
 def test_command_line_rejects_zero_epochs_without_weights(tmp_path):
     result = subprocess.run(
         [sys.executable, "run_crossres.py", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=0", f"paths.runs={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
     )
     assert result.returncode == 2 and result.stderr.strip() == "error: train.epochs=0 trains nothing, and nothing gives weights: pass pretrained, pretrained_wandb or resume"
 
@@ -76,7 +76,7 @@ def test_a_run_that_stops_before_its_first_phase_leaves_no_folder(tmp_path):
     result = subprocess.run(
         [sys.executable, "run_crossres.py", "dataset=mnist", f"paths.data={tmp_path / 'empty'}", "cross_res.source_res=14",
          "cross_res.target_res=28", "train.epochs=1", f"paths.runs={tmp_path / 'runs'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))

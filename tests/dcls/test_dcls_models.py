@@ -23,7 +23,7 @@ from layers.dcls import Dcls2d, dcls_conv
 from layers.dcls.dcls_layer import repulsion as dcls_repulsion
 from layers.dcls.factory import check_config
 from models.convnext import ConvNeXt
-from tests.conftest import QUICK, REPO
+from tests.conftest import COMMAND_TIMEOUT, QUICK, REPO
 
 
 def test_conv_dcls_turns_every_kxk_convolution_into_dcls_with_k2_elements():
@@ -87,7 +87,7 @@ def test_net_kernel_known_only_at_build_time_is_checked_by_the_factory():
 @pytest.mark.slow  # a subprocess: imports the whole framework (about 15 s on this machine)
 def test_run_experiment_prints_one_error_line(tmp_path):
     command = [sys.executable, "run_experiment.py", "conv=dcls", "conv.version=v9", f"paths.runs={tmp_path}", f"paths.data={tmp_path}"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and BAD_OPTIONS[0][1] in lines[0], result.stderr

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from engine.cli import CONFIG_DIR, check_command_line, compose
 from engine.config import ConfigError
 from engine.experiment import flatten_config
-from tests.conftest import REPO
+from tests.conftest import COMMAND_TIMEOUT, REPO
 
 
 def group_options(group: str) -> list[str]:
@@ -88,7 +88,7 @@ def test_sweeps_are_checked_by_their_plain_overrides():
 
 def test_unknown_net_fails_with_one_line_listing_the_nets():
     result = subprocess.run(
-        [sys.executable, "run_experiment.py", "net=nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "run_experiment.py", "net=nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from engine.cli import check_command_line, config_groups, help_text
-from tests.conftest import REPO
+from tests.conftest import COMMAND_TIMEOUT, REPO
 from tests.documented import documented_commands as documented_commands_in, sweep_jobs
 
 SCRIPT = re.compile(r"(?:python\s+)?(run_experiment\.py|run_profiler\.py)([^`#|\n]*)")
@@ -84,6 +84,6 @@ def test_help_lists_usage_groups_options_examples_and_keys(monkeypatch):
 
 
 def test_help_command_prints_the_help_not_the_config():
-    result = subprocess.run([sys.executable, "run_experiment.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "run_experiment.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     assert result.returncode == 0 and result.stdout.startswith("Train and test one configuration")
     assert "_target_" not in result.stdout and "== Config ==" not in result.stdout

@@ -16,7 +16,7 @@ from datasets import CIFARDataModule, MNISTDataModule
 from engine.cli import check_command_line, choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
-from tests.conftest import QUICK, REPO
+from tests.conftest import COMMAND_TIMEOUT, QUICK, REPO
 from tests.framework.fabricate import write_mnist
 
 COMMON = {"batch_size": 8, "num_workers": 0}
@@ -24,7 +24,7 @@ COMMON = {"batch_size": 8, "num_workers": 0}
 
 def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env={**os.environ, **(env or {})}
     )
 
 

@@ -15,7 +15,7 @@ from engine.cli import CONFIG_DIR, compose
 from engine.config import ConfigError
 from engine.profiling import conv_families, count_macs, measure, peak_memory_mb
 from layers import BoxConv2d
-from tests.conftest import REPO
+from tests.conftest import COMMAND_TIMEOUT, REPO
 
 # Every net of cfg/net/ with its default dataset and what keeps profiling it quick on CPU
 # (batch 2, one repeat). Adding a net? Add its row here: test_every_net_has_a_profile_case
@@ -128,7 +128,7 @@ def test_measure_reports_every_field():
 def test_profiler_command_prints_counts_families_and_a_json_last_line_without_native_noise():
     result = subprocess.run(
         [sys.executable, "run_profiler.py", "net=box_mnist", "dataset=mnist", "profile.warmup=0", "profile.repeats=1", "profile.device=cpu"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "gpuGetDeviceCount" not in result.stderr and "profiler_start" not in result.stderr

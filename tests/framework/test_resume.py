@@ -17,7 +17,7 @@ import torch
 from engine.cli import choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
-from tests.conftest import QUICK, REPO
+from tests.conftest import COMMAND_TIMEOUT, QUICK, REPO
 
 # digits: 1,293 training images = 21 batches of 64 per epoch.
 STEPS_PER_EPOCH = 21
@@ -72,7 +72,7 @@ def uninterrupted(tmp_path_factory):
 
 def kill_at(step: int, run_dir: Path, overrides: list[str]) -> None:
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, str(step), str(run_dir), *overrides], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", KILLED_RUN, str(step), str(run_dir), *overrides], cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
     )
     assert killed.returncode == -9, killed.stderr[-3000:]  # died by SIGKILL
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import COMMAND_TIMEOUT, REPO
 
 TINY = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "run_experiment.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "run_experiment.py", *args], cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     return result
 
 

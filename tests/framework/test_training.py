@@ -12,7 +12,7 @@ import pytest
 from engine.cli import CONFIG_DIR, choices_of, compose
 from engine.config import ConfigError
 from engine.experiment import build_experiment
-from tests.conftest import HAS_SHARED_MNIST, QUICK, REPO, SHARED_DATA
+from tests.conftest import COMMAND_TIMEOUT, HAS_SHARED_MNIST, QUICK, REPO, SHARED_DATA
 from tests.framework.fabricate import make_cityscapes_tree, write_cifar, write_cifar100, write_image_folder, write_mnist
 
 
@@ -142,7 +142,7 @@ def test_corrupt_checkpoint_is_rejected(tmp_path):
 def test_default_experiment_command_reports_test_accuracy(tmp_path):
     result = subprocess.run(
         [sys.executable, "run_experiment.py", "train.epochs=3", "logger=none", f"paths.runs={tmp_path}", "trainer.enable_progress_bar=false"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy_lines = [line for line in result.stdout.splitlines() if line.startswith("Test accuracy: ")]
