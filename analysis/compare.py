@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from analysis.erf import default_out, sample_inputs
+from analysis.erf_io import default_out, sample_inputs
 from analysis.plots import save_erf_figure
-from analysis.receptive_field import EffectiveReceptiveField, effective_receptive_field
 from engine.cli import CONFIG_DIR, choices_of, compose, reporting_user_errors
 from engine.config import ConfigError
 from engine.experiment import build_experiment
 from engine.nets import build_net
 from engine.profiling import count_parameters
+from layers.receptive_field import EffectiveReceptiveField, effective_receptive_field
 
 BASELINE = "standard"
 # Brief, quiet training: no progress bar, no logger, no model summary.

@@ -6,7 +6,7 @@
 
 The net is built like every entry point builds it (`engine.nets.build_net`), at
 initialisation or with a checkpoint's weights. The ERF of the centre unit of its last
-feature map (`analysis.receptive_field`) is saved as a heat-map PNG with `erf.json`; the
+feature map (`layers.receptive_field`) is saved as a heat-map PNG with `erf.json`; the
 radii holding 50% and 90% of the mass are printed and logged to every configured logger
 (`logger=wandb`: W&B gets the picture too). `--compare` trains the net briefly with each
 family at the parameter budget of `conv=standard` and draws all ERFs in one figure
@@ -16,7 +16,6 @@ family at the parameter budget of `conv=standard` and draws all ERFs in one figu
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -26,15 +25,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from analysis.compare import compare
+from analysis.erf_io import INPUTS, default_out, sample_inputs
 from analysis.plots import save_erf_figure
-from analysis.receptive_field import EffectiveReceptiveField, effective_receptive_field
 from engine.cli import check_command_line, choices_of, compose, reporting_user_errors
 from engine.config import ConfigError
 from engine.experiment import flatten_config, load_net_weights
 from engine.loggers import RunContext, finish_runs
 from engine.nets import build_net
-
-INPUTS = ("noise", "data")
+from layers.receptive_field import EffectiveReceptiveField, effective_receptive_field
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -62,22 +61,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, rest
 
 
-def sample_inputs(cfg: DictConfig, kind: str, samples: int, seed: int) -> torch.Tensor:
-    """`(samples, C, *S)`: standard-normal noise, or the first validation inputs of `cfg.dataset`."""
-    if kind == "noise":
-        generator = torch.Generator().manual_seed(seed)
-        return torch.randn(samples, cfg.dataset.in_channels, *cfg.dataset.input_size, generator=generator)
-    datamodule = instantiate(cfg.dataset)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    batches = []
-    for batch in datamodule.val_dataloader():
-        batches.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
-        if sum(len(inputs) for inputs in batches) >= samples:
-            break
-    return torch.cat(batches)[:samples]
-
-
 def log_erf(cfg: DictConfig, out: Path, name: str, erf: EffectiveReceptiveField, picture: Path) -> None:
     """Radii (and, where the logger takes images, the heat map) to every logger of `cfg.logger`."""
     context = RunContext(run_dir=out, name=name, config=flatten_config(cfg), debug=cfg.debug)
@@ -88,10 +71,6 @@ def log_erf(cfg: DictConfig, out: Path, name: str, erf: EffectiveReceptiveField,
             logger.log_image(key="erf/heatmap", images=[str(picture)], caption=[name], step=0)
         logger.save()
     finish_runs(loggers)
-
-
-def default_out(cfg: DictConfig, kind: str) -> Path:
-    return Path(cfg.paths.runs) / "erf" / kind / cfg.name / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
 
 def single(args: argparse.Namespace, overrides: list[str]) -> dict:
@@ -129,8 +108,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_command_line(overrides)
         if args.compare is not None:
-            from analysis.compare import compare
-
             compare(args, overrides)
         else:
             single(args, overrides)

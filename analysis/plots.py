@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from analysis.receptive_field import EffectiveReceptiveField
+from layers.receptive_field import EffectiveReceptiveField
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor, nn
 
-from analysis.receptive_field import effective_receptive_field
+from layers.receptive_field import effective_receptive_field
 
 
 def learned_extent_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -31,7 +31,7 @@ class ReceptiveFieldMonitor(pl.Callback):
     `extent/<layer>/<key>_mean`, `_min` and `_max` (pixels); W&B loggers also get the
     histogram `extent/<layer>/<key>` when `histograms`. With `erf_every_n_epochs > 0`, the
     radii holding 50% and 90% of the gradient-based effective receptive field
-    (`analysis.receptive_field`) of the centre unit of the net's last feature map, over the
+    (`layers.receptive_field`) of the centre unit of the net's last feature map, over the
     first `erf_samples` validation inputs, are logged as `erf/r50` and `erf/r90` (one
     forward and backward of that many samples: cheap next to a validation epoch).
 

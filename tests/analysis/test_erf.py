@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from analysis.erf import main
-from analysis.receptive_field import EffectiveReceptiveField, effective_receptive_field, last_spatial_module
+from layers.receptive_field import EffectiveReceptiveField, effective_receptive_field, last_spatial_module
 
 
 def ones_conv(kernel: int) -> nn.Conv2d:
@@ -140,3 +140,4 @@ def test_cli_logs_the_heat_map_and_radii_to_wandb(tmp_path):
     logged = {key: value for row in history for key, value in row.items()}
     assert logged["erf/heatmap/_type"] == "images/separated" and logged["erf/heatmap/count"] == 1
     assert logged["erf/r90"] == pytest.approx(json.loads((tmp_path / "erf.json").read_text())["radii_px"]["r90"])
+
