@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from analysis.compare import compare
-from analysis.erf_io import INPUTS, default_out, sample_inputs
+from analysis.erf_io import INPUTS, default_out, output_folder_help, sample_inputs
 from analysis.plots import save_erf_figure
 from engine.cli import check_command_line, choices_of, compose, reporting_user_errors
 from engine.config import ConfigError
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--input", choices=INPUTS, default="noise", help="standard-normal inputs or the first validation samples")
     parser.add_argument("--layer", default=None, help="module whose centre unit is used (default: the last feature map)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise inputs and of the net's initialisation")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/erf/<name>/<time>)")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {output_folder_help()})")
     parser.add_argument("--compare", default=None, help="comma-separated conv families trained briefly and compared at matched parameters")
     parser.add_argument("--epochs", type=int, default=1, help="--compare: training epochs per family")
     parser.add_argument("--train-batches", type=int, default=100, help="--compare: training batches per epoch")

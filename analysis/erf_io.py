@@ -35,3 +35,8 @@ def default_out(cfg: DictConfig, kind: str) -> Path:
     time = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     return Path(OUTPUT_FOLDER.format(runs=cfg.paths.runs, kind=kind, name=cfg.name, time=time))
 
+
+def output_folder_help() -> str:
+    """The default output folders, as `--help` shows them."""
+    single, compare = (OUTPUT_FOLDER.format(runs="<paths.runs>", kind=kind, name="<name>", time="<time>") for kind in ("single", "compare"))
+    return f"{single}; with --compare: {compare}"

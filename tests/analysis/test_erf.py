@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,3 +142,16 @@ def test_cli_logs_the_heat_map_and_radii_to_wandb(tmp_path):
     assert logged["erf/heatmap/_type"] == "images/separated" and logged["erf/heatmap/count"] == 1
     assert logged["erf/r90"] == pytest.approx(json.loads((tmp_path / "erf.json").read_text())["radii_px"]["r90"])
 
+
+def test_help_names_the_folders_the_cli_writes_to(capsys):
+    from analysis.erf_io import default_out
+    from engine.cli import compose
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    cfg = compose(["net=simple_cnn", "dataset=digits", "paths.runs=somewhere"])
+    for kind in ("single", "compare"):
+        folder = default_out(cfg, kind)
+        assert folder.parent == Path("somewhere", "erf", kind, cfg.name)
+        assert f"<paths.runs>/erf/{kind}/<name>/<time>" in shown

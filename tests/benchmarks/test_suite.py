@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 
 import pytest
 import torch
@@ -124,3 +125,13 @@ def test_models_are_compared_with_their_baseline():
     assert rows[1]["ratio_fwd_bwd"] == pytest.approx(rows[1]["fwd_bwd_ms"] / rows[0]["fwd_bwd_ms"])
     assert rows[1]["images_per_s"] > 0 and rows[1]["peak_mem_mb"] > 0
     assert rows[2]["status"] == "failed" and "no_such_net" in rows[2]["error"]
+
+
+def test_help_states_each_default_once_and_only_real_ones(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    options = " ".join(capsys.readouterr().out.split()).split(" --")[1:]
+    for text in options:
+        assert text.count("(default:") <= 1, text
+        assert not re.search(r"\(default: (None|False|)\)", text), text
+    assert any("(default: all)" in text for text in options)
