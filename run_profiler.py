@@ -4,6 +4,8 @@ Prints the convolution families the built net contains, the parameter count, MAC
 sample, forward and forward+backward latency and peak memory; the last line is one JSON
 object with keys params, macs, input_shape, fwd_ms, fwd_bwd_ms, peak_mem_mb, device and
 conv_families. Needs no data: the input shape comes from the dataset's config.
+`profile.repeats=0` is the quick look: parameters, MACs and families, no timing (the
+three timing keys are null).
 """
 
 import json
@@ -39,11 +41,14 @@ def profile(cfg: DictConfig) -> dict:
     print(f"convolution families in the net: {families}")
     print(f"parameters: {cost.params:,} ({format_count(cost.params)})")
     print(f"MACs per sample: {format_count(cost.macs)} at input {tuple(input_shape)}")
-    print(
-        f"latency (batch {cfg.profile.batch_size}, {cost.device}, median of {cfg.profile.repeats}): "
-        f"forward {cost.fwd_ms:.2f} ms, forward+backward {cost.fwd_bwd_ms:.2f} ms"
-    )
-    print(f"peak memory (forward+backward): {cost.peak_mem_mb:.1f} MB")
+    if cfg.profile.repeats == 0:
+        print("latency and peak memory: not measured (profile.repeats=0)")
+    else:
+        print(
+            f"latency (batch {cfg.profile.batch_size}, {cost.device}, median of {cfg.profile.repeats}): "
+            f"forward {cost.fwd_ms:.2f} ms, forward+backward {cost.fwd_bwd_ms:.2f} ms"
+        )
+        print(f"peak memory (forward+backward): {cost.peak_mem_mb:.1f} MB")
     print(json.dumps(cost.as_dict()))
     return cost.as_dict()
 

@@ -136,7 +136,7 @@ RANGES: dict[str, Rule] = {
     "train.accumulate_grad_batches": at_least(1),
     "profile.batch_size": at_least(1),
     "profile.warmup": at_least(0),
-    "profile.repeats": at_least(1),
+    "profile.repeats": at_least(0),
     "profile.device": one_of("auto", "cpu", "cuda"),
     "dataset.num_workers": at_least(0),
     "mask.init_value": greater_than(0),

@@ -4,7 +4,8 @@ MACs come from `torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2); custom op
 `layers/` register their own formulas with it. Peak memory is exact on CUDA (the caching
 allocator's high-water mark) and, on CPU, the high-water mark of the allocation records
 of the PyTorch profiler. `conv_families` says which convolution families a built net
-really contains, from the package of each module's class.
+really contains, from the package of each module's class. With `repeats=0`, `measure`
+counts only (parameters, MACs, families: one forward of one sample) and times nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ class NetCost:
     params: int
     macs: int  # multiply-accumulates for one sample
     input_shape: list[int]  # of one sample
-    fwd_ms: float  # inference forward (eval mode, no grad), median
-    fwd_bwd_ms: float  # training forward + backward, median
-    peak_mem_mb: float  # peak memory of one training forward + backward
+    fwd_ms: float | None  # inference forward (eval mode, no grad), median; None: not timed
+    fwd_bwd_ms: float | None  # training forward + backward, median; None: not timed
+    peak_mem_mb: float | None  # peak memory of one training forward + backward; None: not measured
     device: str
     conv_families: dict[str, int] = field(default_factory=dict)  # family -> number of its modules
 
@@ -127,9 +128,12 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 def measure(net: nn.Module, input_shape: tuple[int, ...], batch_size: int, device: torch.device, warmup: int, repeats: int) -> NetCost:
-    """Profile `net` on inputs of per-sample shape `input_shape`."""
+    """Profile `net` on inputs of per-sample shape `input_shape`; `repeats=0`: counts only."""
     net = net.to(device)
     macs = count_macs(net, torch.randn(1, *input_shape, device=device))
+    counts = (count_parameters(net), macs, list(input_shape))
+    if repeats == 0:
+        return NetCost(*counts, None, None, None, str(device), conv_families(net))
     batch = torch.randn(batch_size, *input_shape, device=device)
 
     def forward() -> None:
@@ -146,7 +150,7 @@ def measure(net: nn.Module, input_shape: tuple[int, ...], batch_size: int, devic
     fwd_bwd_ms = median_ms(forward_backward, device, warmup, repeats)
     net.zero_grad(set_to_none=True)  # the measured step then frees nothing allocated before it
     peak = peak_memory_mb(forward_backward, device)
-    return NetCost(count_parameters(net), macs, list(input_shape), fwd_ms, fwd_bwd_ms, peak, str(device), conv_families(net))
+    return NetCost(*counts, fwd_ms, fwd_bwd_ms, peak, str(device), conv_families(net))
 
 
 def format_count(value: float) -> str:

@@ -145,3 +145,20 @@ def test_a_batch_a_net_cannot_take_is_one_config_error():
     with pytest.raises(ConfigError) as error:
         profile(compose(["net=resnet18", "dataset=cifar100", "profile.batch_size=1", "profile.warmup=0", "profile.repeats=1"]))
     assert "net=resnet18 cannot run a batch of profile.batch_size=1" in str(error.value) and "use profile.batch_size >= 2" in str(error.value)
+
+
+def test_repeats_zero_counts_without_timing(monkeypatch, capsys):
+    """The quick look: boxenet at the full 512x1024 in seconds, since nothing is timed."""
+    import engine.profiling
+    from run_profiler import profile
+
+    def not_called(*args, **kwargs):
+        raise AssertionError("profile.repeats=0 must not time or measure memory")
+
+    monkeypatch.setattr(engine.profiling, "median_ms", not_called)
+    monkeypatch.setattr(engine.profiling, "peak_memory_mb", not_called)
+    report = profile(compose(["net=boxenet", "dataset=cityscapes", "profile.repeats=0", "profile.device=cpu"]))
+    assert report["params"] == 249830 and report["macs"] > 0 and report["conv_families"]["box"] > 0
+    assert report["fwd_ms"] is None and report["fwd_bwd_ms"] is None and report["peak_mem_mb"] is None
+    out = capsys.readouterr().out
+    assert "not measured (profile.repeats=0)" in out and json.loads(out.strip().splitlines()[-1]) == report
