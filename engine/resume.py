@@ -23,15 +23,21 @@ from engine.checkpointing import RUN_KEY
 from engine.config import ConfigError
 
 LAST = "last.ckpt"
+ZIP_MAGIC = b"PK\x03\x04"  # how torch.save's format starts; torch can memory-map only this one
 
 
 def read_checkpoint(path: Path, option: str) -> dict[str, Any]:
-    """Load `path` (memory-mapped, tensors only); `option` (e.g. `resume=x.ckpt`) names it in errors."""
+    """Load `path` (tensors only; memory-mapped when it is in `torch.save`'s zip format);
+    `option` (e.g. `resume=x.ckpt`) names it in errors."""
     if not path.is_file():
         raise ConfigError(f"{option}: no such checkpoint file")
+    with path.open("rb") as file:
+        zipped = file.read(4) == ZIP_MAGIC
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except Exception as error:  # torch.load raises many types for a file that is not a checkpoint
+        if not zipped:  # in neither of torch's formats: its advice on re-saving would mislead
+            raise ConfigError(f"{option}: {path} is not a PyTorch checkpoint") from error
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise ConfigError(f"{option}: {path} is not a readable PyTorch checkpoint ({first[:160]})") from error
     if not isinstance(checkpoint, dict):

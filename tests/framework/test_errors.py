@@ -134,5 +134,6 @@ def test_command_line_errors_are_one_line_with_status_2(tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
     result = run_command("run_experiment.py", f"resume={broken}", f"paths.runs={tmp_path / 'runs'}")
-    assert_one_line_error(result, f"resume={broken}: {broken} is not a readable PyTorch checkpoint")
+    assert_one_line_error(result, f"resume={broken}: {broken} is not a PyTorch checkpoint")
+    assert result.stderr.strip() == f"error: resume={broken}: {broken} is not a PyTorch checkpoint"  # no advice on re-saving it
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))  # no folder left behind

@@ -198,7 +198,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     broken.write_bytes(b"not a checkpoint")
     for option in ("resume", "pretrained"):
         cfg = compose([*OVERRIDES, f"paths.runs={tmp_path}", f"{option}={broken}", *(["train.do=false"] if option == "pretrained" else [])])
-        with pytest.raises(ConfigError, match=f"{option}={broken}: {broken} is not a readable PyTorch checkpoint"):
+        with pytest.raises(ConfigError, match=f"{option}={broken}: {broken} is not a PyTorch checkpoint$"):
             build_experiment(cfg, tmp_path / "run", choices_of(cfg))
 
 
@@ -216,3 +216,18 @@ def test_checkpoints_record_the_wandb_run(tmp_path):
     assert resumed.trainer.logger.version == run_id  # the same W&B run continues
     resumed.run()
     assert Path(resumed.trainer.logger.experiment.dir).is_dir()
+
+
+def test_a_damaged_checkpoint_says_what_torch_could_not_read(tmp_path):
+    from engine.resume import read_checkpoint
+
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(4)}}, whole)
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(whole.read_bytes()[:-40])  # a zip archive cut short
+    with pytest.raises(ConfigError, match=f"resume=x: {damaged} is not a readable PyTorch checkpoint \\("):
+        read_checkpoint(damaged, "resume=x")
+    assert read_checkpoint(whole, "resume=x")["state_dict"]["w"].sum() == 4
+    legacy = tmp_path / "legacy.ckpt"  # torch's pre-1.6 format, which cannot be memory-mapped
+    torch.save({"state_dict": {"w": torch.ones(4)}}, legacy, _use_new_zipfile_serialization=False)
+    assert read_checkpoint(legacy, "resume=x")["state_dict"]["w"].sum() == 4

@@ -135,7 +135,7 @@ def test_pretrained_checkpoint_that_does_not_fit_is_rejected(tmp_path):
 def test_corrupt_checkpoint_is_rejected(tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match=f"pretrained={broken}: {broken} is not a readable PyTorch checkpoint"):
+    with pytest.raises(ConfigError, match=f"pretrained={broken}: {broken} is not a PyTorch checkpoint$"):
         run(["train.do=false", f"pretrained={broken}"], tmp_path)
 
 
