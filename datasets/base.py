@@ -2,7 +2,8 @@
 
 Subclasses say how to read their raw training and test sets and which transforms to use;
 the base carves the validation split out of the training set (model selection never sees
-the test set), builds reproducible, resumable loaders and checks its arguments.
+the test set), builds reproducible, resumable loaders, mixes training batches when asked
+(Mixup/CutMix) and checks its arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from datasets.sampling import AugmentedDataset, EpochSampler, ResumableDataLoader
 
 Transform = Callable[[Any, Any], tuple[Any, Any]]
+# A batch mixer: images `(B, C, H, W)`, labels `(B,)` -> mixed images, class probabilities `(B, K)`
+BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def split_indices(num_samples: int, holdout_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -39,6 +42,11 @@ class DataModule(pl.LightningDataModule):
         seed: seed of the epoch order and of the augmentation.
         augment: use the dataset's training augmentation.
         download: fetch the files when they are missing (datasets that allow it).
+        pin_memory: page-locked batches (with a GPU only).
+        mixup: mixes every training batch once it is on the device (e.g. `timm.data.Mixup`:
+            Mixup and CutMix), so the task sees class probabilities `(B, K)` as targets.
+            The training loader then drops its last incomplete batch and `batch_size`
+            must be even (pairs are mixed); validation and test batches are never mixed.
     """
 
     name: str = "dataset"
@@ -58,9 +66,11 @@ class DataModule(pl.LightningDataModule):
         augment: bool = True,
         download: bool = False,
         pin_memory: bool = False,
+        mixup: BatchMixer | None = None,
     ) -> None:
         super().__init__()
         _check(batch_size >= 1, f"dataset.batch_size={batch_size} must be >= 1")
+        _check(mixup is None or batch_size % 2 == 0, f"dataset.batch_size={batch_size} must be even with dataset.mixup (it mixes pairs)")
         _check(num_workers >= 0, f"dataset.num_workers={num_workers} must be >= 0")
         _check(0.0 < val_fraction < 1.0, f"dataset.val_fraction={val_fraction} must be in (0, 1)")
         _check(
@@ -79,6 +89,7 @@ class DataModule(pl.LightningDataModule):
         self.augment = augment
         self.download = download
         self.pin_memory = pin_memory
+        self.mixup = mixup
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -138,7 +149,7 @@ class DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         sampler = EpochSampler(len(self.train_set), shuffle=True, seed=self.seed)
-        return ResumableDataLoader(self.train_set, sampler=sampler, drop_last=False, **self._loader_kwargs())
+        return ResumableDataLoader(self.train_set, sampler=sampler, drop_last=self.mixup is not None, **self._loader_kwargs())
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"
@@ -147,6 +158,12 @@ class DataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         assert self.test_set is not None, "call setup() first"
         return self._eval_loader(self.test_set)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches `(inputs, labels)` are mixed by `mixup` (if set) on the device."""
+        if self.mixup is not None and self.trainer is not None and self.trainer.training:
+            return self.mixup(*batch)
+        return batch
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         sampler = EpochSampler(len(dataset), shuffle=False, seed=self.seed)

@@ -3,7 +3,8 @@
 `EpochSampler` fixes the order of every epoch by `(seed, epoch)` alone, shards it across
 distributed ranks, and can skip the part of an epoch that a checkpoint already consumed.
 It yields `(index, sample_seed)` keys; `AugmentedDataset` seeds each sample's random
-augmentation with `sample_seed`, so a sample looks the same whatever the number of
+augmentation with `sample_seed` (torch's, Python's and NumPy's generators: timm's
+transforms draw from all three), so a sample looks the same whatever the number of
 workers, the rank or the point a run was resumed from.
 
 `ResumableDataLoader` exposes `state_dict`/`load_state_dict` (saved with every checkpoint
@@ -13,8 +14,11 @@ interrupted epoch continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -37,6 +41,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 63-bit seed that depends only on the run seed, the epoch and the sample index."""
     return hash((seed, epoch, index)) & (2**63 - 1)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's (CPU), Python's and NumPy's global generators seeded by
+    `seed`, and leave them as they were afterwards."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 class EpochSampler(Sampler[SampleKey]):
@@ -122,8 +142,8 @@ class AugmentedDataset(Dataset):
     """Applies a joint `(input, target) -> (input, target)` transform to a base dataset.
 
     Keys may be plain indices or `(index, sample_seed)` pairs from `EpochSampler`; with a
-    seed the transform runs under a forked, seeded torch RNG, which makes the augmentation
-    a function of the seed and leaves the global RNG untouched.
+    seed the transform runs under `seeded(sample_seed)`, which makes the augmentation a
+    function of the seed and leaves the global generators untouched.
     """
 
     def __init__(self, base: Dataset, transform: Callable[[Any, Any], Sample] | None = None) -> None:
@@ -140,6 +160,5 @@ class AugmentedDataset(Dataset):
             return inputs, target
         if seed is None:
             return self.transform(inputs, target)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             return self.transform(inputs, target)

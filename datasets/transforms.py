@@ -25,6 +25,17 @@ def mnist_augmentation(size: int, degrees: float = 15.0, shift: int = 2) -> v2.T
     return v2.Compose([v2.RandomRotation(degrees), v2.RandomCrop(size, padding=shift)])
 
 
+class OnInput:
+    """Joint transform from an input-only one (e.g. timm's or torchvision's v1 transforms):
+    `(input, target) -> (transform(input), target)`."""
+
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        self.transform = transform
+
+    def __call__(self, inputs: Any, target: Any) -> tuple[Any, Any]:
+        return self.transform(inputs), target
+
+
 class ThenOnInput:
     """Joint transform: `transform` (if any) on `(input, target)`, then `function` on the input only
     (e.g. image -> sequence, or a resize to another resolution)."""

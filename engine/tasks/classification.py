@@ -13,6 +13,9 @@ class ClassificationTask(TaskModule):
     """Cross-entropy training; logs `{train,val,test}/loss`, `/acc` and, with more than
     `top_k` classes, `/top{k}` accuracy.
 
+    Targets are class indices `(B,)` or class probabilities `(B, K)` (batches mixed by
+    Mixup/CutMix, `datasets.mixing`); the metrics count the most probable class as the label.
+
     Args:
         num_classes: number of classes `K`; the net maps inputs to `(B, K)` logits.
         label_smoothing: cross-entropy label smoothing.
@@ -43,7 +46,7 @@ class ClassificationTask(TaskModule):
         inputs, targets = batch
         logits = self(inputs)
         loss = self.criterion(logits, targets)
-        metrics.update(logits, targets)
+        metrics.update(logits, targets if targets.ndim == 1 else targets.argmax(dim=1))
         training = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=not training)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
