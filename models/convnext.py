@@ -5,6 +5,11 @@ blocks of a stage (`share_positions`).
 
 The stem (a 4x4 patchify convolution) and the 2x2 downsampling layers are patch embeddings,
 not spatial filters, so they stay `nn.Conv2d` whatever the `conv` family.
+
+`repulsion_factor` adds the DCLS ConvNeXt code's repulsion loss in its form: the repulsion
+term of every distinct position tensor, averaged over them and squared (the layers' own
+`repulsion_factor` adds the terms linearly instead). The code adds it from epoch 21 on,
+which `callbacks=dcls_repulsion` (`engine.dcls_repulsion.RepulsionFrom`) switches.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
+from layers.dcls.dcls_layer import repulsion
 from layers.factory import ConvFactory, standard_conv
 
 SHARED_PARAMETERS = ("P", "SIG")  # what `share_positions` ties across the blocks of a stage
@@ -59,6 +65,10 @@ class ConvNeXt(nn.Module):
         share_positions: tie the `P`/`SIG` parameters of the depthwise layers of each
             stage to those of its first block (the DCLS paper's ConvNeXt), whose repulsion
             term (if any) is then the stage's only one; no effect on layers without them.
+        repulsion_factor: weight of `mean(repulsion(P))**2` over the distinct position
+            tensors `P` of the depthwise layers (0: off; no term without positions, e.g. the
+            plain baseline, as in the reference); exclusive with the layers' own
+            `repulsion_factor`. `repulsion_enabled` (set by a callback) switches it.
         conv: factory of the depthwise convolutions.
     """
 
@@ -74,6 +84,7 @@ class ConvNeXt(nn.Module):
         layer_scale_init: float = 1e-6,
         head_init_scale: float = 1.0,
         share_positions: bool = False,
+        repulsion_factor: float = 0.0,
         conv: ConvFactory = standard_conv,
     ) -> None:
         super().__init__()
@@ -81,6 +92,8 @@ class ConvNeXt(nn.Module):
             raise ValueError(f"ConvNeXt: depths={list(depths)} and dims={list(dims)} must be non-empty and equally long")
         if stem_patch < 1:
             raise ValueError(f"ConvNeXt: stem_patch={stem_patch} must be >= 1")
+        if not repulsion_factor >= 0:
+            raise ValueError(f"net.repulsion_factor={repulsion_factor} must be >= 0")
         self.downsample = nn.ModuleList([nn.Sequential(nn.Conv2d(in_channels, dims[0], stem_patch, stride=stem_patch), LayerNorm2d(dims[0], eps=1e-6))])
         for previous, dim in zip(dims[:-1], dims[1:]):
             self.downsample.append(nn.Sequential(LayerNorm2d(previous, eps=1e-6), nn.Conv2d(previous, dim, 2, stride=2)))
@@ -97,6 +110,10 @@ class ConvNeXt(nn.Module):
                     if getattr(block.dwconv, "repulsion_factor", 0):  # the shared positions are repelled once
                         block.dwconv.repulsion_factor = 0.0
             self.stages.append(nn.Sequential(*blocks))
+        if repulsion_factor and any(getattr(block.dwconv, "repulsion_factor", 0) for stage in self.stages for block in stage):
+            raise ValueError("net.repulsion_factor and net.conv.repulsion_factor are exclusive: set one form of the repulsion loss")
+        self.repulsion_factor = repulsion_factor
+        self.repulsion_enabled = True
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes)
         self.apply(self._init_weights)
@@ -111,6 +128,19 @@ class ConvNeXt(nn.Module):
             nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    def positions(self) -> list[nn.Parameter]:
+        """The distinct position tensors `P` of the depthwise layers (one per stage when shared)."""
+        found = (getattr(block.dwconv, "P", None) for stage in self.stages for block in stage)
+        return list({id(p): p for p in found if isinstance(p, nn.Parameter)}.values())
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """`repulsion_factor * mean(repulsion(P))**2` over the distinct position tensors, or
+        None when off (`layers.factory.AuxiliaryLoss`)."""
+        positions = self.positions()
+        if not (self.repulsion_factor and self.repulsion_enabled and positions):
+            return None
+        return self.repulsion_factor * torch.stack([repulsion(p) for p in positions]).mean() ** 2
 
     def forward(self, x: Tensor) -> Tensor:
         for downsample, stage in zip(self.downsample, self.stages):
