@@ -6,7 +6,9 @@ one architecture definition and `conv=octave` turns any `net=resnet*` into the s
 As in the official Oct-ResNets (facebookresearch/OctConv, `resnetv1.py`): the stem stays
 plain, every bottleneck convolution and projection shortcut is octave, the first block's
 conv1 and projection take the plain stem output (alpha_in = 0), and the last stage has
-alpha = 0 (its first block's conv1 and projection return to a plain map). CIFAR ResNets,
+alpha = 0 (its first block's conv1 and projection return to a plain map); pre-activation
+ResNets (`pre_activation=True`, the nets of the paper's ImageNet ablation, `resnetv2`) convert
+the same way, with nothing after the sum. CIFAR ResNets,
 whose first block has an identity shortcut, make the stem convolution the first octave
 layer instead.
 
@@ -47,7 +49,7 @@ def _octave_residual(block: _ResidualBlock | WideBlock, alpha_in: float, alpha_o
 
 @octave_layer.register
 def _(block: _ResidualBlock, alpha_in: float, alpha_out: float, options: dict[str, Any]) -> nn.Module:
-    return _octave_residual(block, alpha_in, alpha_out, options, block.relu)
+    return _octave_residual(block, alpha_in, alpha_out, options, block.activation)
 
 
 @octave_layer.register
