@@ -19,7 +19,7 @@ def test_mnist_experiment_is_the_papers_net_with_its_augmentation():
 def test_cifar_experiment_converts_the_chosen_net():
     cfg = compose(["experiment=checkered_cifar", "net=resnet18_tiny", "dataset=cifar100", "dataset.augment=false", "conv.sampler=random"])
     assert is_model_conversion(cfg.conv) and cfg.conv.sampler == "random" and not cfg.dataset.augment
-    assert list(cfg.scheduler.milestones) == [150, 225] and cfg.train.epochs == 300
+    assert list(cfg.scheduler.milestones) == [149, 224] and cfg.train.epochs == 300
     net = build_net(cfg)
     layers = [m for m in net.modules() if isinstance(m, CheckeredConv2d)]
     assert layers and all(layer.sampler.sampler == "random" for layer in layers)

@@ -1,6 +1,6 @@
-"""Every checkered preset composes and validates, holds its reference recipe and has a
-command in experiments/checkered/ (which tests/framework/test_documented_commands.py
-composes and validates, with every other documented command)."""
+"""Every checkered preset composes and validates and has a command in experiments/checkered/
+(which tests/framework/test_documented_commands.py composes and validates, with every other
+documented command); tests/framework/test_paper_recipes.py checks their reference recipes."""
 
 from __future__ import annotations
 
@@ -25,14 +25,6 @@ def test_the_presets_and_commands_are_found():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_and_validates(preset):
     assert check_command_line([f"experiment={preset}"], multirun=False) == 1
-
-
-def test_mnist_paper_preset_is_the_reference_schedule():
-    cfg = compose(["experiment=checkered_mnist_paper"])
-    assert cfg.net._target_ == "models.ccnn.ToyMNISTNet" and cfg.net.checkered and cfg.dataset.augment
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.weight_decay) == (100, 16, 0.1, 0.0)
-    assert cfg.scheduler._target_ == "engine.schedulers.multistep" and list(cfg.scheduler.milestones) == [50, 75]
-    assert cfg.optimizer.nesterov and cfg.optimizer.momentum == 0.9 and cfg.dataset.val_fraction > 0
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
