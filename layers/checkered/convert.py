@@ -13,6 +13,7 @@ original did, and no `forward` is edited.
 from __future__ import annotations
 
 import operator
+import re
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,12 @@ _SPATIAL_FUNCTIONS = {F.conv2d, F.max_pool2d, F.avg_pool2d, F.interpolate, F.pix
 _UNCONVERTIBLE_MODULES = (
     nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.Unfold, nn.Fold, nn.LocalResponseNorm, nn.ZeroPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
 )
+# The end of every "cannot convert" message: which nets convert, and what to do instead.
+_WHAT_CONVERTS = (
+    "these convert: 2-D CNNs of Conv2d (stride 1 or 2), BatchNorm2d, Dropout2d, pools without indices, activations and "
+    "linear layers, with a forward torch.fx can trace, such as ResNet, WideResNet, VGG, DenseNetBC, SimpleCNN and "
+    "ToyMNISTNet; convert one of those, or use this net unconverted (conv=standard)"
+)
 
 
 class _Converter:
@@ -76,6 +83,8 @@ class _Converter:
                 return norm
             if kind is nn.Dropout2d:
                 return nn.Dropout3d(module.p, module.inplace)
+            if kind in (nn.MaxPool2d, nn.AdaptiveMaxPool2d) and module.return_indices:
+                raise ValueError("it returns pooling indices (for an unpooling layer), which have no checkered form")
             if kind is nn.MaxPool2d:
                 return CheckeredMaxPool2d.from_pool(module, **self._sampler())
             if kind is nn.AvgPool2d:
@@ -83,18 +92,14 @@ class _Converter:
             if kind is nn.AdaptiveAvgPool2d:
                 return CheckeredAdaptiveAvgPool2d(module.output_size)
             if kind is nn.AdaptiveMaxPool2d:
-                if module.return_indices:
-                    raise ValueError("return_indices=True is not supported")
                 return CheckeredAdaptiveMaxPool2d(module.output_size)
         except ValueError as error:
-            raise ValueError(f"convert_to_checkered: cannot convert {path or 'the model'} ({module!r}): {error}") from error
+            reason = re.sub(r"^Checkered\w+: ", "", str(error))  # the checkered layer is internal to the conversion
+            raise ValueError(f"convert_to_checkered: cannot convert {path or 'the model'} ({kind.__name__}): {reason}; {_WHAT_CONVERTS}") from error
         if isinstance(module, CHECKERED_MODULES[:5]):
             raise ValueError(f"convert_to_checkered: {path} ({kind.__name__}) is already checkered; convert plain models only")
         if isinstance(module, _UNCONVERTIBLE_MODULES) or kind.__name__.lower().endswith(("1d", "2d", "3d")):
-            raise ValueError(
-                f"convert_to_checkered: cannot convert {path or 'the model'} ({kind.__name__}): it has no checkered form "
-                "(convertible: Conv2d, BatchNorm2d, Dropout2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d)"
-            )
+            raise ValueError(f"convert_to_checkered: cannot convert {path or 'the model'} ({kind.__name__}): it has no checkered form; {_WHAT_CONVERTS}")
         for name, child in module.named_children():
             setattr(module, name, self.convert(child, f"{path}.{name}" if path else name))
         return module
@@ -141,7 +146,7 @@ def _insert_submaps(graph: fx.Graph, modules: dict[str, nn.Module], name: str) -
         if role != "averaged":
             continue
         if node.op == "call_function" and node.target in _SPATIAL_FUNCTIONS:
-            raise ValueError(f"convert_to_checkered: {name}.forward calls {node.target.__name__} on feature maps; it has no checkered form")
+            raise ValueError(f"convert_to_checkered: {name}.forward calls {node.target.__name__} on feature maps, which has no checkered form; {_WHAT_CONVERTS}")
         for source in sources:
             if source not in averaged:
                 with graph.inserting_after(source):
@@ -171,7 +176,8 @@ def convert_to_checkered(model: nn.Module, sampler: str = "naive", seed: int = 0
     try:
         graph = _Tracer().trace(model)
     except Exception as error:  # fx reports untraceable control flow as various exception types
-        raise ValueError(f"convert_to_checkered: cannot trace {name}.forward with torch.fx: {error}") from error
+        reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"convert_to_checkered: cannot trace {name}.forward with torch.fx ({reason}); {_WHAT_CONVERTS}") from error
     _insert_submaps(graph, dict(model.named_modules()), name)
     converted = fx.GraphModule(model, graph, class_name=f"Checkered{name}")
     converted.train(model.training)

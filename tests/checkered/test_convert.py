@@ -163,3 +163,12 @@ def test_macs_count_the_work_on_every_submap():
     # After the stride-2 layer every convolution runs on two 14x14 submaps instead of one.
     after = 14 * 14 * 9 * (45 * 45 + 45 * 64)
     assert checkered - plain == after + 14 * 14 * 9 * 32 * 45  # + the second sample of the strided conv
+
+
+def test_a_net_that_does_not_convert_is_told_which_do_and_what_to_do():
+    with pytest.raises(ValueError) as error:
+        build_net(compose(["net=boxenet", "dataset=cityscapes", "conv=checkered"]))
+    message = str(error.value)
+    assert "cannot convert down1.pool (MaxPool2d): it returns pooling indices" in message
+    assert "these convert:" in message and "ResNet" in message and "conv=standard" in message
+    assert "CheckeredMaxPool2d" not in message and "return_indices" not in message  # no internal layer
