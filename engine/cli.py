@@ -75,10 +75,16 @@ def choices_of(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_command_line(overrides: Sequence[str], config_name: str = "config", multirun: bool = True) -> int:
+    """The number of jobs of the command line, once every one is composed and validated
+    (see `checked_jobs`)."""
+    return len(checked_jobs(overrides, config_name, multirun))
+
+
+def checked_jobs(overrides: Sequence[str], config_name: str = "config", multirun: bool = True) -> list[DictConfig]:
     """Compose and validate the command line; for a sweep, every one of its jobs.
 
-    Returns the number of jobs; raises `ConfigError` (the same line a single run with
-    the failing job's values would give) before any job starts.
+    Returns each job's composed configuration; raises `ConfigError` (the same line a
+    single run with the failing job's values would give) before any job starts.
     """
     parser = OverridesParser.create()
     parsed = []
@@ -96,13 +102,15 @@ def check_command_line(overrides: Sequence[str], config_name: str = "config", mu
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None) for job in batch]
     else:
         jobs = [[text for text, override in zip(overrides, parsed) if not override.is_sweep_override()]]
+    configs = []
     for job in jobs:
         try:
             cfg = compose(job, config_name)
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(_describe_composition_error(error, job, config_name)) from error
         validate(cfg, choices_of(cfg))
-    return len(jobs)
+        configs.append(cfg)
+    return configs
 
 
 @contextlib.contextmanager
@@ -135,10 +143,12 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
     debug = any(re.fullmatch(r"\+?debug=(true|True|1)", arg) for arg in args)
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    new_runs_folders: set[Path] = set()  # made by this command: removed again if it leaves them empty
     if not any(arg.split("=")[0] in _HYDRA_ONLY_FLAGS for arg in args):
         overrides = [arg for arg in args if arg not in _MULTIRUN_FLAGS]
         try:
-            check_command_line(overrides, config_name, multirun=any(arg in _MULTIRUN_FLAGS for arg in args))
+            jobs = checked_jobs(overrides, config_name, multirun=any(arg in _MULTIRUN_FLAGS for arg in args))
+            new_runs_folders = {Path(cfg.paths.runs) for cfg in jobs if not Path(cfg.paths.runs).exists()}
         except ConfigError as error:
             _exit_with(error, debug)
         finally:
@@ -153,7 +163,11 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
             _exit_with(error, cfg.debug)
 
     register_schema()
-    hydra_entry()
+    try:
+        hydra_entry()
+    finally:
+        for folder in new_runs_folders:
+            _remove_empty_folders(folder)
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -195,6 +209,16 @@ def help_text(config_name: str = "config") -> str:
         f"Examples:\n{HELP_EXAMPLES}\n\n"
         "More: README.md. The composed configuration: --cfg job. Hydra's own options: --hydra-help."
     )
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Remove `root` and the folders under it that hold no file (e.g. `multirun/` after a
+    rejected sweep job removed its own folder)."""
+    if not root.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
+        with contextlib.suppress(OSError):  # not empty: it holds a run
+            Path(folder).rmdir()
 
 
 def _exit_with(error: ConfigError, debug: bool) -> None:

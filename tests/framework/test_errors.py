@@ -136,4 +136,14 @@ def test_command_line_errors_are_one_line_with_status_2(tmp_path):
     result = run_command("run_experiment.py", f"resume={broken}", f"paths.runs={tmp_path / 'runs'}")
     assert_one_line_error(result, f"resume={broken}: {broken} is not a PyTorch checkpoint")
     assert result.stderr.strip() == f"error: resume={broken}: {broken} is not a PyTorch checkpoint"  # no advice on re-saving it
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))  # no folder left behind
+    assert not (tmp_path / "runs").exists()  # no folder left behind, paths.runs included
+
+
+def test_a_rejected_sweep_leaves_no_folder_and_keeps_a_runs_folder_that_existed(tmp_path):
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    result = run_command("run_experiment.py", "-m", "seed=0,1", f"resume={broken}", f"paths.runs={tmp_path / 'runs'}")
+    assert result.returncode == 2 and not (tmp_path / "runs").exists(), result.stderr[-2000:]
+    (tmp_path / "kept").mkdir()
+    result = run_command("run_experiment.py", f"resume={broken}", f"paths.runs={tmp_path / 'kept'}")
+    assert result.returncode == 2 and (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
