@@ -2,19 +2,24 @@
 #   make experiment   set up what is missing, then run the default experiment
 #   make test         set up what is missing, then run the test suite
 # Arguments pass through: make experiment ARGS="net=resnet20 dataset=cifar10", make test PYTEST_ARGS="-m slow".
+#   make gpu-check    on a CUDA machine: every -m cuda test and the quick benchmark suite on the GPU,
+#                     results in benchmarks/results/ (benchmarks/gpu_check.py); without a GPU it says so and fails
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: experiment test lock clean
+.PHONY: experiment test gpu-check lock clean
 
 experiment: $(STAMP)
 	$(BIN)/python run_experiment.py $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+gpu-check: $(STAMP)
+	@$(BIN)/python -m benchmarks.gpu_check
 
 # Reinstalls only when the declared dependencies or the pins change.
 $(STAMP): pyproject.toml requirements/constraints.txt

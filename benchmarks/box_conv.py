@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root is the import root
 
+from benchmarks.agreement import exact_float32  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
 from engine.profiling import median_ms, peak_memory_mb  # noqa: E402
 from layers.box import BoxConv2d, box_conv2d, box_conv2d_dense, box_kernel, extension  # noqa: E402
@@ -139,7 +140,7 @@ def check_agreement(box: BoxConv2d, x: Tensor, size: int) -> float:
     """Largest `|box - dense|` over the largest `|dense|` for the box layer's own boxes, on the
     first image and two channels (the dense path is too slow for more at large sizes; the
     math is the same for every image and channel). Stops the run above the tolerance."""
-    with torch.no_grad():
+    with exact_float32(), torch.no_grad():
         coordinates = [coordinate[:2] for coordinate in box.box_coordinates()]
         sample = x[:1, :2]
         expected = box_conv2d_dense(sample, *coordinates, normalize=box.normalize, exact=box.exact).float()

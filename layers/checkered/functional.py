@@ -12,11 +12,14 @@ one submap, `S = 1`) to `(N, C', S', H', W')`:
 - `depth > 1`: every output submap mixes `depth` neighbouring input submaps (a
   `(depth, k, k)` kernel along `(S, H, W)`), so `S' = S - depth + 1` before sampling.
 
-Only the kept samples are computed: one strided call of the operation's 3-D form (kernel
-`(depth, kh, kw)`, stride `(1, 2, 2)`) per kept group, two for the checkered samplers; no
-convolution at an offset that is thrown away. The 3-D form also keeps the
-`(N, C, S, H, W)` layout end to end, and CPU backends run its strided backward faster than
-that of a 2-D convolution over `N * S` maps.
+Only the kept samples are computed, never a convolution at an offset that is thrown away.
+A stride-2 convolution of depth 1 is one strided 2-D convolution per kept group over the
+`N * S` submaps read at the group's offset, in channels-last layout, where the convolution
+pads symmetric borders itself (offset (0, 0): no copy of the input at all); its outputs,
+stacked, are the result in channels-last-3d strides. CPU backends run a channels-last 2-D
+convolution and its backward markedly faster than the 3-D form (`benchmarks/checkered.py`). Pools, and convolutions with `depth > 1`,
+use the operation's 3-D form (kernel `(depth, kh, kw)`, stride `(1, 2, 2)`), one strided
+call per kept group.
 """
 
 from __future__ import annotations
@@ -105,6 +108,43 @@ def checkered_apply(
     return out.view(len(groups), n, kept, *out.shape[1:]).permute(1, 3, 0, 2, 4, 5, 6).flatten(2, 4)
 
 
+def _group_input(x: Tensor, group: list[Offset], padding: Padding) -> tuple[Tensor, tuple[int, int]]:
+    """`x (N, S, H, W, C)` (channels last) read at the group's offsets -> `(N * S, C, H', W')` in
+    channels-last layout, and the symmetric padding the convolution adds itself.
+
+    A group with one offset for every submap leaves to the convolution the padding that is
+    the same on both sides (offset (0, 0) with symmetric padding: no copy at all) and pads
+    the rest; a group whose offsets differ per submap pads each submap to its own offset."""
+    left, right, top, bottom = padding
+    if len(set(group)) > 1:
+        reads = [F.pad(x[:, s], (0, 0, left - dx, right + dx, top - dy, bottom + dy)) for s, (dy, dx) in enumerate(group)]
+        read, conv_padding = torch.stack(reads, 1), (0, 0)
+    else:
+        dy, dx = group[0]
+        amounts = (left - dx, right + dx, top - dy, bottom + dy)
+        conv_padding = (max(0, min(amounts[2:])), max(0, min(amounts[:2])))
+        rest = (amounts[0] - conv_padding[1], amounts[1] - conv_padding[1], amounts[2] - conv_padding[0], amounts[3] - conv_padding[0])
+        read = F.pad(x, (0, 0, *rest)) if any(rest) else x
+    return read.reshape(-1, *read.shape[2:]).permute(0, 3, 1, 2), conv_padding
+
+
+def _strided_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: Padding, dilation: tuple[int, int], groups: int,
+                    sampling: list[list[Offset]]) -> Tensor:  # fmt: skip
+    """Stride-2, depth-1 checkered convolution `(N, C, S, H, W) -> (N, O, G * S, H', W')`: per
+    offset group, one strided `conv2d` over the `N * S` submaps in channels-last layout (see
+    the module docstring); the result has channels-last-3d strides."""
+    n, submaps = x.shape[0], x.shape[2]
+    if any(len(group) != submaps for group in sampling):
+        raise ValueError(f"checkered layer: stride 2 needs one offset per submap ({submaps}) in every sampler group")
+    channels_last = x.permute(0, 2, 3, 4, 1)  # (N, S, H, W, C): a view when x is channels-last-3d
+    outputs = []
+    for group in sampling:
+        read, conv_padding = _group_input(channels_last, group, padding)
+        out = F.conv2d(read, weight, bias, 2, conv_padding, dilation, groups)  # (N * S, O, H', W')
+        outputs.append(out.permute(0, 2, 3, 1).reshape(n, submaps, *out.shape[2:], out.shape[1]))  # a view for channels-last output
+    return torch.stack(outputs, 1).flatten(1, 2).permute(0, 4, 1, 2, 3)
+
+
 def checkered_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -121,6 +161,10 @@ def checkered_conv2d(
     `weight` is `(O, C / groups, kh, kw)` (depth 1) or `(O, C / groups, depth, kh, kw)`.
     """
     x = as_submaps(x, "checkered_conv2d")
+    if stride == 2 and weight.dim() == 4:
+        if sampling is None:
+            raise ValueError("checkered layer: stride 2 needs the sampler's offset groups")
+        return _strided_conv2d(x, weight, bias, padding, dilation, groups, sampling)
     kernel = weight if weight.dim() == 5 else weight.unsqueeze(2)
     depth = kernel.shape[2]
 

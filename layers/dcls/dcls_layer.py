@@ -27,10 +27,13 @@ from layers.dcls.reference import HAS_SIGMA, VERSIONS, axis_sizes, position_limi
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 CONV_IMPLEMENTATIONS = ("auto", "direct", "fft")
-# `auto` convolves depthwise kernels of at least this many taps through the FFT on CPU, in
-# float32/float64 outside autocast (13x13 and up: 4.5-17x faster at 56x56 maps on this 2-core
-# CPU; 7x7 is faster directly).
-FFT_MIN_TAPS = 100
+# `auto` convolves a depthwise kernel through the FFT on CPU (float32/float64, outside
+# autocast) where the direct convolution's multiply-adds (output size x taps) are at least
+# this many times the FFT's `n log2 n` over the padded input. Measured (benchmarks/dcls.py,
+# 2-core CPU): 7x7 at 56x56 (ratio 3.4) and ConvNeXt-T's 17x17 at its 7x7 stage (3.0) are
+# faster directly, 17x17 at 14x14 (6.4) 2x faster through the FFT, 13x13 to 23x23 at 56x56
+# (9 to 20) 4.5-17x faster.
+FFT_MIN_COST_RATIO = 4.0
 GAUSS_SIGMA_INIT = 0.23
 POSITION_INIT_STD = 0.5
 
@@ -163,14 +166,21 @@ class _DclsNd(nn.Module):
 
     def uses_fft(self, input: Tensor) -> bool:
         """Whether the convolution of `input` goes through the FFT (`conv_impl`: `fft`, or
-        `auto` for a depthwise kernel of >= `FFT_MIN_TAPS` taps on CPU in float32/float64
-        outside autocast; elsewhere the direct convolution, cuDNN on GPU)."""
+        `auto` for a depthwise layer on CPU in float32/float64 outside autocast whose direct
+        convolution costs `FFT_MIN_COST_RATIO` times the FFT's or more; elsewhere the direct
+        convolution, cuDNN on GPU)."""
         if self.conv_impl != "auto":
             return self.conv_impl == "fft"
         return (
             self.depthwise and input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu") and math.prod(self.dilated_kernel_size) >= FFT_MIN_TAPS
+            and not torch.is_autocast_enabled("cpu") and self._fft_pays(input.shape[2:])
         )  # fmt: skip
+
+    def _fft_pays(self, size: tuple[int, ...]) -> bool:
+        padded = [s + 2 * p for s, p in zip(size, self.padding)]
+        outputs = math.prod(max(0, n - k + 1) for n, k in zip(padded, self.dilated_kernel_size))
+        transform = math.prod(padded) * math.log2(max(2, math.prod(padded)))
+        return outputs * math.prod(self.dilated_kernel_size) >= FFT_MIN_COST_RATIO * transform
 
     def forward(self, input: Tensor) -> Tensor:
         kernel = self.kernel()

@@ -6,6 +6,13 @@ at ConvNeXt's 56x56 maps, forward+backward is about 4.5x faster than the direct 
 13x13 (load ~7) and 8-17x at 17x17 to 23x23 (`benchmarks/results/dcls_cpu.md`), with float32 rounding
 differences only (about 5e-7 of the output's scale).
 
+Memory: every spectrum is the size of the padded input (at ConvNeXt's 7x7 maps a 17x17
+kernel pads them to 23x23, 11x the input), so the op transforms blocks of channels (and,
+for large batches, of samples) of at most `BLOCK_BYTES` padded values at a time. Its peak
+memory is then that of the direct convolution (input, output, gradients) plus a few
+blocks, whatever the batch: below `dcls` 0.1.1's at every ConvNeXt-T stage, whose kernel
+construction alone holds several `(C, K, S, S)` tensors (`benchmarks/dcls.py`).
+
 `farconv::dcls_depthwise_fft_conv` is registered with `torch.library` like the kernel
 construction, so `torch.compile` sees one op, and the FLOP counter counts it as the direct
 convolution it replaces (the MACs papers report).
@@ -46,7 +53,23 @@ def _kernel_spectrum(kernel: Tensor, padded: list[int], dims: tuple[int, ...], d
 
 
 def _crop(tensor: Tensor, starts, sizes) -> Tensor:
-    return tensor[(..., *(slice(start, start + size) for start, size in zip(starts, sizes)))].contiguous()
+    """A view of `tensor`'s last dims from `starts`, `sizes` long."""
+    return tensor[(..., *(slice(start, start + size) for start, size in zip(starts, sizes)))]
+
+
+# Padded values of one block of channels and samples transformed at a time (4 MiB of float32).
+BLOCK_BYTES = 4 * 2**20
+
+
+def _blocks(input: Tensor, padded: list[int]) -> list[tuple[slice, slice]]:
+    """`(samples, channels)` slices covering `input (B, C, ...)` in blocks whose padded size is
+    at most `BLOCK_BYTES` (one channel of one sample at the least)."""
+    batch, channels = input.shape[:2]
+    plane = math.prod(padded) * max(4, input.element_size())
+    per_channel = max(1, BLOCK_BYTES // plane)  # samples x channels per block
+    channel_step = min(channels, max(1, per_channel // batch))
+    batch_step = batch if channel_step > 1 or per_channel >= batch else per_channel
+    return [(slice(b, b + batch_step), slice(c, c + channel_step)) for c in range(0, channels, channel_step) for b in range(0, batch, batch_step)]
 
 
 # The products below are formed in place and conjugates are physical (`conj_physical_`): a
@@ -54,11 +77,14 @@ def _crop(tensor: Tensor, starts, sizes) -> Tensor:
 @torch.library.custom_op("farconv::dcls_depthwise_fft_conv", mutates_args=())
 def _fft_conv_op(input: Tensor, kernel: Tensor, padding: list[int]) -> Tensor:
     dims, padded, out = _geometry(input, kernel, padding)
-    spectrum = _input_spectrum(input, padding, dims)
-    spectrum.mul_(_kernel_spectrum(kernel, padded, dims, spectrum.real.dtype).conj_physical_())
-    # circular cross-correlation; the kept outputs never wrap around (i + k < padded size)
-    full = torch.fft.irfftn(spectrum, s=padded, dim=dims)
-    return _crop(full, [0] * len(out), out).to(input.dtype)
+    output = input.new_empty(*input.shape[:2], *out)
+    for samples, channels in _blocks(input, padded):
+        spectrum = _input_spectrum(input[samples, channels], padding, dims)
+        spectrum.mul_(_kernel_spectrum(kernel[channels], padded, dims, spectrum.real.dtype).conj_physical_())
+        # circular cross-correlation; the kept outputs never wrap around (i + k < padded size)
+        full = torch.fft.irfftn(spectrum, s=padded, dim=dims)
+        output[samples, channels] = _crop(full, [0] * len(out), out)
+    return output
 
 
 @_fft_conv_op.register_fake
@@ -77,15 +103,20 @@ def _backward(ctx, grad_output):
     input, kernel = ctx.saved_tensors
     dims, padded, _ = _geometry(input, kernel, ctx.padding)
     dtype = torch.promote_types(input.dtype, torch.float32)
-    grad_f = torch.fft.rfftn(grad_output.to(dtype), s=padded, dim=dims)  # zero-padded at the end
-    # input: the full convolution of the gradient with the kernel, cropped to the unpadded input
-    grad_input = torch.fft.irfftn(grad_f * _kernel_spectrum(kernel, padded, dims, dtype), s=padded, dim=dims)
-    grad_input = _crop(grad_input, ctx.padding, input.shape[2:])
-    # kernel: the correlation of the padded input with the gradient, summed over the batch
-    spectrum = _input_spectrum(input, ctx.padding, dims).mul_(grad_f.conj_physical_())
-    grad_kernel = torch.fft.irfftn(spectrum.sum(0, keepdim=True), s=padded, dim=dims)
-    grad_kernel = _crop(grad_kernel, [0] * len(dims), kernel.shape[2:]).transpose(0, 1)
-    return grad_input.to(input.dtype), grad_kernel.to(kernel.dtype).contiguous(), None
+    grad_input = torch.empty_like(input)
+    grad_kernel = torch.zeros(kernel.shape[1], kernel.shape[0], *kernel.shape[2:], dtype=dtype, device=kernel.device)  # (1, C, *K)
+    for samples, channels in _blocks(input, padded):
+        grad_f = torch.fft.rfftn(grad_output[samples, channels].to(dtype), s=padded, dim=dims)  # zero-padded at the end
+        # input: the full convolution of the gradient with the kernel, cropped to the unpadded input
+        full = torch.fft.irfftn(grad_f * _kernel_spectrum(kernel[channels], padded, dims, dtype), s=padded, dim=dims)
+        grad_input[samples, channels] = _crop(full, ctx.padding, input.shape[2:])
+        del full
+        # kernel: the correlation of the padded input with the gradient, summed over the batch
+        spectrum = _input_spectrum(input[samples, channels], ctx.padding, dims).mul_(grad_f.conj_physical_())
+        del grad_f
+        correlation = torch.fft.irfftn(spectrum.sum(0, keepdim=True), s=padded, dim=dims)
+        grad_kernel[:, channels] += _crop(correlation, [0] * len(dims), kernel.shape[2:])
+    return grad_input, grad_kernel.transpose(0, 1).to(kernel.dtype).contiguous(), None
 
 
 _fft_conv_op.register_autograd(_backward, setup_context=_setup_context)

@@ -33,8 +33,27 @@ def test_module_follows_the_device_and_autocast():
     x = torch.randn(2, 4, 16, 16)
     expected = layer(x)
     layer = layer.cuda()
-    torch.testing.assert_close(layer(x.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # TF32 (the GPU default) moves float32 by ~1e-3
+        torch.testing.assert_close(layer(x.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
     with torch.autocast("cuda", dtype=torch.float16):
         out = layer(x.cuda())
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.float().cpu(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_fft_convolution_on_cuda_matches_the_direct_one():
+    """`conv_impl="fft"` runs on any device: values and gradients against cuDNN's direct convolution, float64."""
+    generator = torch.Generator().manual_seed(3)
+    layer = Dcls2d(6, 6, 8, padding=6, dilated_kernel_size=13, groups=6, version="gauss", conv_impl="fft").double().cuda()
+    x = torch.randn(2, 6, 20, 17, generator=generator, dtype=torch.float64).cuda().requires_grad_()
+    out = layer(x)
+    out.backward(torch.ones_like(out))
+    grads = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
+    layer.zero_grad()
+    x.grad = None
+    layer.conv_impl = "direct"
+    expected = layer(x)
+    expected.backward(torch.ones_like(expected))
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    for grad, reference in zip(grads, [x.grad, *(p.grad for p in layer.parameters())]):
+        torch.testing.assert_close(grad, reference, rtol=1e-8, atol=1e-8)
