@@ -55,13 +55,32 @@ def with_trainer_arguments(overrides: Sequence[str]) -> list[str]:
     return rewritten
 
 
+def as_typed(override_dirname: str) -> str:
+    """A job's `hydra.job.override_dirname` without the `++` of `with_trainer_arguments`
+    (`++trainer.max_epochs=2,seed=0` -> `trainer.max_epochs=2,seed=0`): sweep job folders
+    show what the user typed (the resolver `${as_typed:...}` of `cfg/config.yaml`)."""
+    allowed = set(trainer_arguments())
+
+    def typed(match: re.Match) -> str:
+        return f"{match.group(1)}trainer.{match.group(2)}=" if match.group(2) in allowed else match.group(0)
+
+    return re.sub(r"(^|,)\+\+trainer\.(\w+)=", typed, override_dirname)
+
+
+def register_config() -> None:
+    """Register what `cfg/config.yaml` needs besides its files: the schema and the
+    resolver of sweep job folder names (`as_typed`)."""
+    register_schema()
+    OmegaConf.register_new_resolver("as_typed", as_typed, replace=True)
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """Compose `cfg/<config_name>.yaml` with `overrides` as the entry scripts would.
 
     The result includes the `hydra` node, and `HydraConfig` is set, so interpolations
     such as `${hydra:runtime.choices.net}` resolve (tests use this too).
     """
-    register_schema()
+    register_config()
     GlobalHydra.instance().clear()
     with hydra.initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra.compose(config_name, overrides=with_trainer_arguments(overrides), return_hydra_config=True)
@@ -157,12 +176,13 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
     def hydra_entry(cfg: DictConfig) -> Any:
+        sys.argv = [sys.argv[0], *args]  # Hydra has read its form; the run shows the user's
         try:
             return task(cfg)
         except ConfigError as error:
             _exit_with(error, cfg.debug)
 
-    register_schema()
+    register_config()
     try:
         hydra_entry()
     finally:

@@ -302,8 +302,9 @@ def run_experiment(cfg: DictConfig) -> dict[str, float]:
     previous_runs, where = None, None
     if cfg.resume == "last" and hydra_cfg.mode == RunMode.MULTIRUN:
         sweeps = Path(hydra_cfg.sweep.dir).parent
-        previous_runs = sweep_job_folders(sweeps, hydra_cfg.job.override_dirname, exclude=output_dir)
-        where = f"{sweeps}/*/<job number>_{hydra_cfg.job.override_dirname}/"
+        overrides = output_dir.name.partition("_")[2]  # this job's folder: <job number>_<overrides>
+        previous_runs = sweep_job_folders(sweeps, overrides, exclude=output_dir)
+        where = f"{sweeps}/*/<job number>_{overrides}/"
     elif cfg.resume == "last":
         previous_runs = single_run_folders(Path(cfg.paths.runs), cfg.name, exclude=output_dir)
     try:

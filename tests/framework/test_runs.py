@@ -55,6 +55,9 @@ def test_sweep_folders_leave_paths_out_and_a_repeated_sweep_resumes_every_job(tm
     jobs = folders(sweep_dir)
     assert [job.name.partition(",seed=")[2] for job in jobs] == ["0,train.epochs=1", "1,train.epochs=1"]
     assert all("paths." not in job.name and job.parent == sweep_dir for job in jobs)  # no paths, so no nested folders
+    assert all("trainer.limit_train_batches=3" in job.name and "++" not in job.name for job in jobs)  # as typed
+    command = next(line for line in (jobs[0] / "farconv.log").read_text().splitlines() if "command: " in line)
+    assert " trainer.limit_train_batches=3 " in command and "++" not in command
 
     again = run_command(*sweep, "train.epochs=1", "resume=last")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -62,3 +65,4 @@ def test_sweep_folders_leave_paths_out_and_a_repeated_sweep_resumes_every_job(tm
     for job in jobs:
         assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
         assert (job / "farconv.log").read_text().count("Test accuracy: ") == 2
+
