@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from engine.config import ConfigError, register_schema, validate
+from engine.nets import families_label
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 # Hydra flags after which the command line is Hydra's business alone (help, config dumps...).
@@ -69,8 +70,9 @@ def as_typed(override_dirname: str) -> str:
 
 def register_config() -> None:
     """Register what `cfg/config.yaml` needs besides its files: the schema and the
-    resolver of sweep job folder names (`as_typed`)."""
+    resolvers of run names (`conv_families`, `as_typed`)."""
     register_schema()
+    OmegaConf.register_new_resolver("conv_families", families_label, replace=True)
     OmegaConf.register_new_resolver("as_typed", as_typed, replace=True)
 
 

@@ -1,7 +1,7 @@
 """Run folders from the command line: what a run leaves behind (config.yaml, a non-empty
 farconv.log, no folder for a run that failed before training, none for a resumed run),
 sweep job folders without paths in their names, and sweeps resumed by repeating their
-`-m` command with `resume=last`."""
+`-m` command with `resume=last`; run names after the conv families of the built net."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pathlib import Path
 
 import torch
 
+from engine.cli import compose
+from engine.nets import build_net
+from engine.profiling import conv_families
 from tests.conftest import COMMAND_TIMEOUT, REPO
 
 TINY = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
@@ -66,3 +69,14 @@ def test_sweep_folders_leave_paths_out_and_a_repeated_sweep_resumes_every_job(tm
         assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
         assert (job / "farconv.log").read_text().count("Test accuracy: ") == 2
 
+
+def test_runs_are_named_after_the_conv_families_the_built_net_contains():
+    cfg = compose(["experiment=box_mnist"])  # conv=standard, but the net is built around a box convolution
+    assert cfg.name == "box_mnist-box+standard-mnist" and cfg.hydra.run.dir.startswith(f"runs/{cfg.name}/")
+    assert cfg.name.split("-")[1] == "+".join(conv_families(build_net(cfg)))  # what run_profiler.py reports
+    assert compose(["net=resnet20", "dataset=cifar10", "conv=box"]).name == "resnet20-box+standard-cifar10"
+    assert compose(["net=boxenet", "dataset=cityscapes", "conv=checkered"]).name == "boxenet-checkered-cityscapes"  # cannot be built
+
+    state = torch.get_rng_state()
+    assert compose(["net=simple_cnn", "dataset=digits", "net.widths=[3,5]"]).name == "simple_cnn-standard-digits"
+    assert torch.equal(torch.get_rng_state(), state)  # naming a run builds its net without drawing random numbers
