@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from engine.config import ConfigError, register_schema, validate
 from engine.nets import families_label
+from engine.runlog import console_for_users
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 # Hydra flags after which the command line is Hydra's business alone (help, config dumps...).
@@ -155,7 +156,8 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
     """Validate the command line (every job of a sweep), then run `task(cfg)` under `@hydra.main`.
 
     `--help` prints `help_text()`; `trainer.<argument>=` works for every argument of
-    `pytorch_lightning.Trainer` (see `with_trainer_arguments`).
+    `pytorch_lightning.Trainer` (see `with_trainer_arguments`). The console shows what a
+    user needs, the run's log file everything (`engine.runlog.console_for_users`).
     """
     args = sys.argv[1:]
     if any(arg in ("--help", "-h") for arg in args):
@@ -186,7 +188,8 @@ def main(task: Callable[[DictConfig], Any], config_name: str = "config") -> None
 
     register_config()
     try:
-        hydra_entry()
+        with console_for_users():
+            hydra_entry()
     finally:
         for folder in new_runs_folders:
             _remove_empty_folders(folder)

@@ -35,6 +35,8 @@ def test_a_run_its_resume_and_a_failed_run_leave_exactly_one_folder(tmp_path):
     (run_dir,) = folders(runs / "simple_cnn-standard-digits")
     log = (run_dir / "farconv.log").read_text()
     assert "Test accuracy: " in log and f"Run folder {run_dir}" in log
+    for noise in ("GPU available: ", "TPU available: ", "Tip: ", "LeafSpec"):  # the log keeps what the console leaves out
+        assert noise in log and noise not in first.stdout + first.stderr, noise
     assert "train:\n  do: true\n  epochs: 1\n" in (run_dir / "config.yaml").read_text()  # resolved config
 
     resumed = run_command(*TINY, "train.epochs=2", f"paths.runs={runs}", "resume=last")
@@ -43,6 +45,8 @@ def test_a_run_its_resume_and_a_failed_run_leave_exactly_one_folder(tmp_path):
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert (run_dir / "farconv.log").read_text().count("Test accuracy: ") == 2
     assert f"resuming {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "farconv.log").read_text()
+    assert "exists and is not empty" not in resumed.stdout + resumed.stderr  # expected when resuming
+    assert "exists and is not empty" in (run_dir / "farconv.log").read_text()
 
     failed = run_command("dataset=cifar10", f"paths.data={tmp_path / 'empty'}", f"paths.runs={runs}")
     assert failed.returncode == 2 and "CIFAR-10 not found" in failed.stderr

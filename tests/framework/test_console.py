@@ -1,0 +1,21 @@
+"""The console shows what a user needs; the run's log file keeps every line (`engine.runlog`)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from engine.runlog import LOG_NAME, console_for_users, run_log
+
+
+def test_warnings_reach_console_and_run_log_noise_only_the_run_log(tmp_path, capsys):
+    with console_for_users():
+        logging.getLogger("farconv.test").warning("logged before the run folder is known")
+        with run_log(tmp_path):
+            warnings.warn("Checkpoint directory /somewhere exists and is not empty.")
+            warnings.warn("a warning the user needs")
+    console = capsys.readouterr().err
+    assert "a warning the user needs" in console and "exists and is not empty" not in console
+    written = (tmp_path / LOG_NAME).read_text()
+    assert written.index("logged before the run folder is known") < written.index("exists and is not empty")
+    assert "a warning the user needs" in written and "\n\n" not in written
