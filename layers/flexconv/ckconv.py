@@ -18,7 +18,7 @@ from layers.flexconv.functional import IMPLEMENTATIONS, continuous_conv
 from layers.flexconv.grid import Horizon, PositionGrid, check_horizon, grid_size
 from layers.flexconv.kernelnets import MAGNet, MultiplicativeFilterNet
 from layers.flexconv.kernelnets.base import KernelNetFactory
-from layers.flexconv.regularizer import TARGETS, anti_aliasing_penalty
+from layers.flexconv.regularizer import FORMS, INITS, TARGETS, anti_aliasing_penalty, nyquist_frequency
 
 
 class CKConv(nn.Module):
@@ -43,6 +43,12 @@ class CKConv(nn.Module):
         regularize_factor: weight of that penalty.
         regularize_gauss_stddevs: standard deviations of a Gaussian envelope's spectrum counted
             as its bandwidth.
+        regularize_form: `hinge` penalises every unit above its share of the Nyquist frequency,
+            `max` (the paper's) each filter's highest unit (see `layers.flexconv.regularizer`).
+        regularize_init: with a regularize target, `nyquist` band-limits the kernel network
+            (FlexConv with `gabor+mask`: and its mask) for the grid of the first training
+            forward, once (the `band_limited` buffer records it, so a loaded checkpoint is
+            left as it is); `paper` keeps the published initialisation.
     """
 
     #: The kernel starts over this half-width of `[-1, 1]` (FlexConv narrows it to its mask).
@@ -64,6 +70,8 @@ class CKConv(nn.Module):
         regularize_target: str | None = None,
         regularize_factor: float = 0.1,
         regularize_gauss_stddevs: float = 2.0,
+        regularize_form: str = "hinge",
+        regularize_init: str = "nyquist",
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -87,16 +95,22 @@ class CKConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         # a buffer, so a checkpoint fine-tuned at another resolution keeps its normaliser
         self.register_buffer("sampling_rate_norm", torch.tensor(float(sampling_rate_norm)))
-        self._check_regularizer(regularize_target, regularize_factor, regularize_gauss_stddevs)
+        self._check_regularizer(regularize_target, regularize_factor, regularize_gauss_stddevs, regularize_form, regularize_init)
         self.regularize_target = regularize_target
         self.regularize_factor = regularize_factor
         self.regularize_gauss_stddevs = regularize_gauss_stddevs
+        self.regularize_form = regularize_form
+        self.regularize_init = regularize_init
+        self.register_buffer("band_limited", torch.tensor(regularize_target is None or regularize_init == "paper"))
+        self._band_limit_pending = not bool(self.band_limited)  # mirrors the buffer without a device sync per forward
         self._grid = PositionGrid()
         self.grid_size: tuple[int, ...] | None = grid_size(self.horizon, (1,) * dim, self.causal) if isinstance(self.horizon, int) else None
         self.kernel_size: tuple[int, ...] | None = None  # of the last kernel generated
 
-    def _check_regularizer(self, target: str | None, factor: float, gauss_stddevs: float) -> None:
+    def _check_regularizer(self, target: str | None, factor: float, gauss_stddevs: float, form: str, init: str) -> None:
         name = type(self).__name__
+        if form not in FORMS or init not in INITS:
+            raise ValueError(f"{name}: regularize form={form!r} must be one of {', '.join(FORMS)} and init={init!r} one of {', '.join(INITS)}")
         allowed = self.regularize_targets()
         if target is not None and target not in allowed:
             raise ValueError(f"{name}: regularize target={target!r} must be null or one of {', '.join(allowed)}")
@@ -112,6 +126,11 @@ class CKConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, dim={self.dim}, horizon={self.horizon!r}, stride={self.stride}, impl={self.impl!r}"
+
+    def resolution_ratio(self) -> float:
+        """How many times finer the current grid is than the one the kernel was trained on,
+        read from the normaliser `sampling_rate_norm = (source / target)^dim`."""
+        return float(self.sampling_rate_norm) ** (-1.0 / self.dim)
 
     def kernel_axes(self, sizes: Sequence[int], reference: Tensor) -> list[Tensor]:
         """The 1-D coordinates the kernel is sampled at, per dimension (CKConv: the whole grid)."""
@@ -140,6 +159,8 @@ class CKConv(nn.Module):
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             shape = "(B, C, L)" if self.dim == 1 else "(B, C, H, W)"
             raise ValueError(f"{type(self).__name__}: input of shape {tuple(x.shape)} must be {shape} with C={self.in_channels}")
+        if self._band_limit_pending and self.training:
+            self.band_limit(grid_size(self.horizon, x.shape[2:], self.causal))
         kernel = self.generate_kernel(x.shape[2:], x).to(x.dtype)
         return continuous_conv(x, kernel, self.bias, self.causal, self.stride, self.impl, self.fft_threshold)
 
@@ -148,9 +169,33 @@ class CKConv(nn.Module):
         None without regularisation or before the first forward."""
         if self.regularize_target is None or self.grid_size is None:
             return None
-        frequencies = self.kernel_net.filter_frequencies(self.regularize_gauss_stddevs)
-        penalty = anti_aliasing_penalty(frequencies, min(self.grid_size), self.extra_frequency())
+        frequencies = self.kernel_net.unit_frequencies(self.regularize_gauss_stddevs)
+        penalty = anti_aliasing_penalty(frequencies, min(self.grid_size), self.extra_frequency(), self.regularize_form)
         return self.regularize_factor * penalty
+
+    @torch.no_grad()
+    def band_limit(self, grid: Sequence[int]) -> None:
+        """Bring the kernel within the Nyquist frequency of `grid` (the `regularize_init="nyquist"`
+        initialisation; see `layers.flexconv.regularizer`) and record it in `band_limited`."""
+        budget = nyquist_frequency(min(grid))
+        spent = self.limit_extra_bandwidth(budget)
+        self.kernel_net.limit_bandwidth(budget - spent, self.regularize_gauss_stddevs)
+        self.band_limited.fill_(True)
+        self._band_limit_pending = False
+
+    def limit_extra_bandwidth(self, budget: float) -> float:
+        """Bring what the layer adds to the kernel network's bandwidth (`extra_frequency`) within a
+        share of `budget`; returns the bandwidth it then takes (CKConv: nothing)."""
+        return 0.0
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs) -> None:
+        # weights saved before the `band_limited` buffer existed (or converted from the
+        # reference) are trained weights: they are never band-limited again
+        key = prefix + "band_limited"
+        if key not in state_dict:
+            state_dict[key] = torch.tensor(True)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        self._band_limit_pending = not bool(self.band_limited)
 
     def extra_frequency(self) -> Tensor | None:
         """Bandwidth added to the kernel network's by the layer (FlexConv: its mask with `gabor+mask`)."""

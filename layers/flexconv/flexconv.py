@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from layers.flexconv.ckconv import CKConv
 from layers.flexconv.grid import Horizon, samples_per_unit
 from layers.flexconv.mask import MIN_SIGMA, crop_window, gaussian, threshold_radius
-from layers.flexconv.regularizer import TARGETS, mask_frequency
+from layers.flexconv.regularizer import MASK_BUDGET_SHARE, TARGETS, mask_frequency, mask_sigma_within
 
 # The kernel network starts a bit wider than the mask, so the masked kernel is not cut off
 # inside the mask (the reference's factor).
@@ -73,11 +73,17 @@ class FlexConv(CKConv):
         return f"{super().extra_repr()}, mask_threshold={self.mask_threshold}, cropping={self.mask_dynamic_cropping}"
 
     def crop_windows(self, sizes: Sequence[int]) -> list[tuple[int, int]]:
-        """`(start, stop)` of the grid samples kept per dimension (see `layers.flexconv.mask.crop_window`)."""
+        """`(start, stop)` of the grid samples kept per dimension (see `layers.flexconv.mask.crop_window`).
+
+        The crop is quantised on the grid the kernel was trained on, `resolution_ratio` times
+        coarser (1 until `resample_kernels` moves the layer to a finer grid), so a kernel
+        re-sampled for a finer input keeps the same continuous support instead of gaining
+        samples beyond the outermost one it was trained with."""
         if not self.mask_dynamic_cropping:
             return [(0, size) for size in sizes]
         means, sigmas = self.mask_mean.tolist(), self.mask_sigma.tolist()
-        return [crop_window(size, mean, sigma, self.mask_threshold, self.causal) for size, mean, sigma in zip(sizes, means, sigmas)]
+        ratio = self.resolution_ratio()
+        return [crop_window(size, mean, sigma, self.mask_threshold, self.causal, ratio) for size, mean, sigma in zip(sizes, means, sigmas)]
 
     def kernel_axes(self, sizes: Sequence[int], reference: Tensor) -> list[Tensor]:
         full = super().kernel_axes(sizes, reference)
@@ -113,6 +119,16 @@ class FlexConv(CKConv):
         if self.regularize_target != "gabor+mask":
             return None
         return mask_frequency(self.mask_sigma, self.regularize_gauss_stddevs)
+
+    def limit_extra_bandwidth(self, budget: float) -> float:
+        """With `gabor+mask`: widen the mask (never narrow it) until its bandwidth is at most
+        `MASK_BUDGET_SHARE` of `budget` (at sigma 0.075 it alone exceeds the Nyquist frequency of
+        grids up to 17 samples); returns the mask's bandwidth."""
+        if self.regularize_target != "gabor+mask":
+            return 0.0
+        narrowest = mask_sigma_within(MASK_BUDGET_SHARE * budget, self.regularize_gauss_stddevs)
+        self.mask_sigma.copy_(self.mask_sigma.abs().clamp_min(narrowest))
+        return float(mask_frequency(self.mask_sigma, self.regularize_gauss_stddevs))
 
     def parameter_options(self) -> dict[str, dict[str, float]]:
         """`layers.factory.ParameterOptions`: the mask's learning-rate factor, no weight decay."""

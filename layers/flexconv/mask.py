@@ -28,20 +28,26 @@ def threshold_radius(sigma: float, threshold: float) -> float:
     return max(abs(sigma), MIN_SIGMA) * math.sqrt(-2.0 * math.log(threshold))
 
 
-def crop_window(size: int, mean: float, sigma: float, threshold: float, causal: bool) -> tuple[int, int]:
+def crop_window(size: int, mean: float, sigma: float, threshold: float, causal: bool, ratio: float = 1.0) -> tuple[int, int]:
     """`(start, stop)` indices of the grid samples `linspace(-1, 1, size)` to keep.
 
     Causal (1-D): the kernel keeps its newest end (position +1, the current time step) and
     drops the oldest samples left of `mean - r`, so the causal alignment is unchanged.
     Otherwise: a window centred on 0 (so `same` padding stays centred, and the size stays
     odd) reaching `max(|mean - r|, |mean + r|)`. At least one sample is kept.
+
+    `ratio`: the grid is `ratio` times finer than the one the kernel was trained on. The
+    window is then quantised on that coarser grid and mapped back, so it ends on the same
+    position as it did there (the same continuous support at both resolutions).
     """
     radius = threshold_radius(sigma, threshold)
     scale = samples_per_unit(size)
+    coarse = scale / ratio
     if causal:
-        first = math.ceil((mean - radius + 1.0) * scale - 1e-9)
+        dropped = math.floor((mean - radius + 1.0) * coarse + 1e-9)  # oldest samples dropped, on the coarse grid
+        first = round(dropped * ratio)
         return min(max(first, 0), size - 1), size
     reach = abs(mean) + radius
-    half = min(math.floor(reach * scale + 1e-9), (size - 1) // 2)
+    half = min(round(math.ceil(reach * coarse - 1e-9) * ratio), (size - 1) // 2)
     centre = (size - 1) // 2
     return centre - half, centre + half + 1

@@ -56,42 +56,56 @@ def test_threshold_radius_is_where_the_gaussian_meets_the_threshold():
 
 
 def test_centred_crop_by_hand():
-    # 33 samples: 16 per unit; sigma 0.075, threshold 0.1 -> radius 0.161 -> 2.57 samples -> 2 each side
-    assert crop_window(33, 0.0, 0.075, 0.1, causal=False) == (14, 19)
-    # the mean moved to -0.25: the window stays centred and reaches |-0.25| + 0.161 -> 6.57 samples -> 6
-    assert crop_window(33, -0.25, 0.075, 0.1, causal=False) == (10, 23)
+    # 33 samples: 16 per unit; sigma 0.075, threshold 0.1 -> radius 0.161 -> 2.57 samples: the
+    # samples within reach and the first beyond it (its cell still overlaps the mask's region) -> 3
+    assert crop_window(33, 0.0, 0.075, 0.1, causal=False) == (13, 20)
+    # the mean moved to -0.25: the window stays centred and reaches |-0.25| + 0.161 -> 6.57 samples -> 7
+    assert crop_window(33, -0.25, 0.075, 0.1, causal=False) == (9, 24)
     # a wide mask keeps the whole grid
     assert crop_window(33, 0.0, 2.0, 0.1, causal=False) == (0, 33)
-    # a collapsed mask keeps the centre sample
-    assert crop_window(33, 0.0, 1e-6, 0.1, causal=False) == (16, 17)
+    # a collapsed mask keeps the centre sample and its neighbours
+    assert crop_window(33, 0.0, 1e-6, 0.1, causal=False) == (15, 18)
 
 
 def test_causal_crop_keeps_the_newest_end_by_hand():
-    # 40 samples: 19.5 per unit; keep x >= 1 - 0.161 -> index >= ceil(0.839... * ...) -> 4 newest samples
+    # 40 samples: 19.5 per unit; the mask exceeds 0.1 on x >= 1 - 0.161 = 0.839, i.e. from index
+    # 35.86: indices 36..39 and the first one beyond, 35
     start, stop = crop_window(40, 1.0, 0.075, 0.1, causal=True)
-    assert (start, stop) == (36, 40)
+    assert (start, stop) == (35, 40)
     axis = torch.linspace(-1, 1, 40)
-    kept = axis[start:stop]
-    assert torch.all(gaussian(kept, torch.tensor(1.0), torch.tensor(0.075)) >= 0.1)
-    assert gaussian(axis[start - 1], torch.tensor(1.0), torch.tensor(0.075)) < 0.1
+    assert torch.all(gaussian(axis[start + 1 : stop], torch.tensor(1.0), torch.tensor(0.075)) >= 0.1)
+    assert gaussian(axis[start], torch.tensor(1.0), torch.tensor(0.075)) < 0.1
     assert crop_window(40, 1.0, 5.0, 0.1, causal=True) == (0, 40)
     assert crop_window(40, 3.0, 0.01, 0.1, causal=True) == (39, 40)  # at least one sample
 
 
 @pytest.mark.parametrize("size, mean, sigma", [(33, 0.1, 0.2), (65, -0.4, 0.05), (17, 0.0, 0.3), (101, 0.7, 0.01)])
-def test_centred_crop_keeps_exactly_the_samples_within_reach(size, mean, sigma):
+def test_centred_crop_keeps_the_samples_within_reach_and_one_beyond(size, mean, sigma):
     start, stop = crop_window(size, mean, sigma, 0.1, causal=False)
     axis = torch.linspace(-1, 1, size, dtype=torch.float64)
     reach = abs(mean) + threshold_radius(sigma, 0.1)
     inside = (axis.abs() <= reach + 1e-12).nonzero().flatten()
-    assert (start, stop) == (inside.min().item(), inside.max().item() + 1)
+    expected = (max(inside.min().item() - 1, 0), min(inside.max().item() + 2, size))
+    assert (start, stop) == expected
     assert (stop - start) % 2 == 1
+
+
+@pytest.mark.parametrize("coarse, sigma", [(15, 0.182), (15, 0.075), (9, 0.318), (33, 0.12)])
+def test_crop_on_a_finer_grid_keeps_the_continuous_support(coarse, sigma):
+    """Quantised on the grid the kernel was trained on, the crop on a 2x finer grid ends on the
+    same position: the re-sampled kernel gains no samples beyond its outermost trained one."""
+    fine = 2 * coarse - 1
+    start, stop = crop_window(coarse, 0.0, sigma, 0.1, causal=False)
+    fine_start, fine_stop = crop_window(fine, 0.0, sigma, 0.1, causal=False, ratio=2.0)
+    outermost = torch.linspace(-1, 1, coarse, dtype=torch.float64)[stop - 1]
+    assert torch.linspace(-1, 1, fine, dtype=torch.float64)[fine_stop - 1] == pytest.approx(outermost.item())
+    assert fine_stop - fine_start == 2 * (stop - start) - 1
 
 
 def test_flexconv_kernel_size_follows_its_mask():
     layer = FlexConv2d(1, 1, 33)
     layer(torch.zeros(1, 1, 32, 32))
-    assert layer.kernel_size == (5, 5)
+    assert layer.kernel_size == (7, 7)
     with torch.no_grad():
         layer.mask_sigma.fill_(0.5)
     layer(torch.zeros(1, 1, 32, 32))

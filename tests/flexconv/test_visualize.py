@@ -15,8 +15,8 @@ def test_full_kernel_is_zero_outside_the_crop_and_the_mask_peaks_at_its_mean():
     layer = FlexConv2d(2, 3, 33)
     kernel, mask, windows = full_kernel_and_mask(layer, (32, 32))
     assert kernel.shape == (3, 2, 33, 33) and mask.shape == (33, 33)
-    assert windows == [(14, 19), (14, 19)]
-    assert kernel[..., :14, :].abs().max() == 0 and kernel[..., 14:19, 14:19].abs().max() > 0
+    assert windows == [(13, 20), (13, 20)]
+    assert kernel[..., :13, :].abs().max() == 0 and kernel[..., 13:20, 13:20].abs().max() > 0
     assert mask[16, 16] == pytest.approx(1.0)
     assert layer.mask_dynamic_cropping  # restored
 

@@ -45,6 +45,25 @@ class MultiplicativeFilterNet(KernelNet):
         """`(num_layers + 1,)`: the highest frequency (cycles per unit of `x`) of each filter."""
         return torch.stack([filter_.max_frequency(gauss_stddevs) for filter_ in self.filters])
 
+    def unit_frequencies(self, gauss_stddevs: float) -> Tensor:
+        """`(num_layers + 1, H, D)`: the highest frequency of every unit of every filter, per
+        position dimension (cycles per unit of `x`)."""
+        return torch.stack([filter_.unit_frequencies(gauss_stddevs).expand(self.hidden_channels, self.dim) for filter_ in self.filters])
+
+    @torch.no_grad()
+    def limit_bandwidth(self, budget: float, gauss_stddevs: float) -> None:
+        """Scale each filter's frequencies down (never up) so that it stays within an equal share
+        of `budget` (cycles per unit): afterwards `filter_frequencies(gauss_stddevs).sum() <= budget`.
+
+        A filter's spectrum scales with its input weights (sine frequencies) and envelope
+        precisions together, so both are multiplied by the same factor: the filter keeps its
+        shape and is stretched in `x`."""
+        share = budget / len(self.filters)
+        for filter_ in self.filters:
+            frequency = float(filter_.max_frequency(gauss_stddevs))
+            if frequency > share:
+                filter_.stretch(share / frequency)
+
 
 class SineFilter(nn.Module):
     """`sin(W x + b)`, `(P, D) -> (P, H)`; `W` starts at the default init times `input_scale`, `b` uniform in `±pi`."""
@@ -59,8 +78,16 @@ class SineFilter(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         return torch.sin(self.linear(positions))
 
+    def unit_frequencies(self, gauss_stddevs: float) -> Tensor:
+        """`(H, D)`: each unit's sine frequency per dimension (cycles per unit of `x`)."""
+        return self.linear.weight.abs() / (2 * math.pi)
+
     def max_frequency(self, gauss_stddevs: float) -> Tensor:
-        return self.linear.weight.abs().max() / (2 * math.pi)
+        return self.unit_frequencies(gauss_stddevs).max()
+
+    def stretch(self, factor: float) -> None:
+        """Multiply the filter's frequencies by `factor` (the filter becomes `g(factor x)` up to its phase)."""
+        self.linear.weight.mul_(factor)
 
 
 class GaborFilter(nn.Module):
@@ -93,11 +120,22 @@ class GaborFilter(nn.Module):
         envelope = torch.exp(-0.5 * (self.gamma * offsets).square().sum(-1))
         return envelope * torch.sin(self.linear(positions))
 
-    def max_frequency(self, gauss_stddevs: float) -> Tensor:
-        """Sine frequency plus the envelope's bandwidth (`gauss_stddevs` standard deviations of
-        its spectrum, which is a Gaussian of width `gamma` rad per unit), maximised over units
-        and dimensions. Each unit's sine is paired with its own envelope; the reference adds
-        the largest sine and the largest envelope over all units, an upper bound of this."""
+    def unit_frequencies(self, gauss_stddevs: float) -> Tensor:
+        """`(H, D)`: each unit's sine frequency plus its envelope's bandwidth (`gauss_stddevs`
+        standard deviations of its spectrum, a Gaussian of width `gamma` rad per unit), per
+        dimension, in cycles per unit of `x`."""
         sine = self.linear.weight.abs() / (2 * math.pi)
         envelope = self.gamma.abs() * gauss_stddevs / (2 * math.pi)
-        return (sine + envelope).max()
+        return sine + envelope
+
+    def max_frequency(self, gauss_stddevs: float) -> Tensor:
+        """`unit_frequencies` maximised over units and dimensions. Each unit's sine is paired
+        with its own envelope; the reference adds the largest sine and the largest envelope
+        over all units, an upper bound of this."""
+        return self.unit_frequencies(gauss_stddevs).max()
+
+    def stretch(self, factor: float) -> None:
+        """Multiply the filter's frequencies (sines and envelope precisions) by `factor`: the
+        filter becomes `g(factor x)` up to the phases of its sines and centres of its envelopes."""
+        self.linear.weight.mul_(factor)
+        self.gamma.mul_(factor)
