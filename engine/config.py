@@ -67,6 +67,7 @@ class CrossResConfig:
     source_res: Optional[int] = None  # side (or length) of the inputs the net is trained on
     target_res: Optional[int] = None  # side (or length) it is evaluated and fine-tuned at
     finetune_epochs: int = 0  # 0: evaluate out of the box only
+    finetune_limit_train_batches: Optional[int] = None  # batches per fine-tuning epoch (None: trainer.limit_train_batches)
     interpolation: str = "bilinear"  # how inputs are resized: bilinear (linear in 1-D) | nearest
 
 
@@ -149,9 +150,12 @@ RANGES: dict[str, Rule] = {
     "kernel.regularize.target": one_of("gabor", "gabor+mask"),
     "kernel.regularize.factor": at_least(0),
     "kernel.regularize.gauss_stddevs": at_least(0),
+    "kernel.regularize.form": one_of("hinge", "max"),
+    "kernel.regularize.init": one_of("nyquist", "paper"),
     "cross_res.source_res": at_least(1),
     "cross_res.target_res": at_least(1),
     "cross_res.finetune_epochs": at_least(0),
+    "cross_res.finetune_limit_train_batches": at_least(1),
     "cross_res.interpolation": one_of("bilinear", "nearest"),
 }
 

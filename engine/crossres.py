@@ -137,8 +137,11 @@ def check_cross_res(cfg: DictConfig) -> tuple[int, int]:
 
 
 def phase_config(cfg: DictConfig, epochs: int, pretrained: str | None) -> DictConfig:
+    """The fine-tuning phase's configuration: `epochs` at the target resolution from `pretrained`."""
     phase = copy.deepcopy(cfg)
     OmegaConf.update(phase, "train.epochs", epochs)
+    if cfg.cross_res.finetune_limit_train_batches is not None:
+        OmegaConf.update(phase, "trainer.limit_train_batches", cfg.cross_res.finetune_limit_train_batches)
     OmegaConf.update(phase, "pretrained", pretrained)
     OmegaConf.update(phase, "pretrained_wandb", None)
     OmegaConf.update(phase, "resume", None)
@@ -158,7 +161,7 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
     metrics: dict[str, float] = {}
     with run_log(run_dir):
         log.info(f"Run folder {run_dir}; cross-resolution {source_res} -> {target_res}")
-        log.info(f"source: {set_resolution(source, source_res, interpolation)}")
+        log.info(f"source phase: {set_resolution(source, source_res, interpolation)}")
         checkpoint = cfg.pretrained
         if cfg.train.epochs > 0:
             source.trainer.fit(source.task, datamodule=source.datamodule)
@@ -168,41 +171,60 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
                 source.trainer.save_checkpoint(checkpoint)
         elif checkpoint is None:  # pretrained_wandb: build_experiment downloaded it into the run folder
             checkpoint = str(next((run_dir / "pretrained").glob("*.ckpt")))
-        metrics.update(_prefixed("source", source.test(checkpoint if cfg.train.epochs > 0 else None)))
+        metrics.update(_test("source", source_res, source, checkpoint if cfg.train.epochs > 0 else None))
         offset = source.trainer.global_step
 
         target = build_experiment(phase_config(cfg, cfg.cross_res.finetune_epochs, str(checkpoint)), run_dir / "target", choices, loggers=loggers)
         resampled = resample_kernels(target.task.net, source_res, target_res)
         if resampled:
-            log.info(f"target: re-sampled the continuous kernels of {resampled} layers for the {target_res / source_res:g}x finer grid")
-        log.info(f"target: {set_resolution(target, target_res, interpolation)}")
+            log.info(f"out-of-the-box and fine-tuning phases: re-sampled the continuous kernels of {resampled} layers for the {target_res / source_res:g}x finer grid")
+        log.info(f"out-of-the-box and fine-tuning phases: {set_resolution(target, target_res, interpolation)}")
         for logger in loggers:
             logger.phase, logger.step_offset = "ootb", offset
-        metrics.update(_prefixed("ootb", target.test()))
+        metrics.update(_test("ootb", target_res, target))
         if cfg.cross_res.finetune_epochs > 0:
             for logger in loggers:
                 logger.phase = "target"
             target.trainer.fit(target.task, datamodule=target.datamodule)
             best = target.best_checkpoint.best_model_path if target.best_checkpoint is not None else None
-            metrics.update(_prefixed("target", target.test(best or None)))
-        _report(metrics)
+            metrics.update(_test("target", target_res, target, best or None))
+        _report(metrics, {"source": source_res, "ootb": target_res, "target": target_res})
         for logger in loggers:
             logger.save()
         finish_runs([logger.inner for logger in loggers])
     return metrics
 
 
-def _prefixed(phase: str, metrics: Mapping[str, float]) -> dict[str, float]:
-    return {f"{phase}/{key}": value for key, value in metrics.items()}
+PHASE_TITLES = {"source": "source (trained)", "ootb": "out of the box", "target": "fine-tuned (target)"}
+
+
+def _test(phase: str, res: int, experiment: Experiment, checkpoint: str | Path | None = None) -> dict[str, float]:
+    """Test `checkpoint` (None: the current weights) in `phase`, print its metrics under a title
+    naming the phase and resolution, and return them as `{"<phase>/test/acc": ...}`."""
+    results = experiment.trainer.test(experiment.task, datamodule=experiment.datamodule, ckpt_path=checkpoint, verbose=False)
+    metrics = {f"{phase}/{key}": float(value) for key, value in (results[0] if results else {}).items()}
+    _print_phase(phase, res, metrics)
+    return metrics
 
 
 @rank_zero_only
-def _report(metrics: Mapping[str, float]) -> None:
+def _print_phase(phase: str, res: int, metrics: Mapping[str, float]) -> None:
+    log.info(f"{PHASE_TITLES[phase]}, test at {res}:")
     for key, value in sorted(metrics.items()):
-        log.info(f"{key}: {value:.4f}")
-    accuracies = [f"{phase} {100 * metrics[f'{phase}/test/acc']:.2f}%" for phase in PHASES if f"{phase}/test/acc" in metrics]
-    if accuracies:
-        log.info("Test accuracy: " + ", ".join(accuracies))
+        log.info(f"  {key.split('/', 1)[1]:<16} {value:.4f}")
+
+
+@rank_zero_only
+def _report(metrics: Mapping[str, float], resolutions: Mapping[str, int]) -> None:
+    """One table of the phases that ran: resolution, test accuracy and loss."""
+    rows = [phase for phase in PHASES if f"{phase}/test/loss" in metrics or f"{phase}/test/acc" in metrics]
+    log.info(f"{'phase':<20} {'resolution':>10} {'test acc':>9} {'test loss':>10}")
+    for phase in rows:
+        accuracy = metrics.get(f"{phase}/test/acc")
+        loss = metrics.get(f"{phase}/test/loss")
+        shown_accuracy = f"{100 * accuracy:8.2f}%" if accuracy is not None else f"{'-':>9}"
+        shown_loss = f"{loss:10.4f}" if loss is not None else f"{'-':>10}"
+        log.info(f"{PHASE_TITLES[phase]:<20} {resolutions[phase]:>10} {shown_accuracy} {shown_loss}")
 
 
 def run_crossres(cfg: DictConfig) -> dict[str, float]:

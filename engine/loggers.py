@@ -130,6 +130,25 @@ def resolve_wandb_mode(mode: str, debug: bool) -> str:
     return "online" if _has_api_key(host) and host_reachable(host) else "offline"
 
 
+# Overrides that do not make a run a different setting: a seed sweep's jobs share a W&B group.
+_NOT_A_SETTING = ("seed", "paths.", "resume", "hydra/", "hydra.")
+
+
+def sweep_group(name: str) -> str | None:
+    """The W&B group of a Hydra multirun job: the run name and the job's overrides without
+    the seed (and paths), e.g. `flexnet3-flex-mnist:kernel.regularize.target=gabor` for every
+    job of `-m seed=0,1,2 kernel.regularize.target=gabor`, so that W&B's grouped view shows
+    the mean and spread over seeds. None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    overrides = [override.lstrip("+~") for override in HydraConfig.get().overrides.task]
+    setting = sorted(override for override in overrides if not override.startswith(_NOT_A_SETTING))
+    return ":".join([name, ",".join(setting)] if setting else [name])[:128]  # W&B's limit on group names
+
+
 def wandb_logger(
     context: RunContext,
     project: str,
@@ -141,7 +160,8 @@ def wandb_logger(
 ) -> WandbLogger:
     """A W&B run named after the experiment, with the flattened config and the given tags.
 
-    Resuming a run (`context.wandb_run_id`) continues the same W&B run.
+    Resuming a run (`context.wandb_run_id`) continues the same W&B run. Without a `group`, the
+    jobs of a Hydra multirun are grouped by setting (`sweep_group`: seeds together).
     """
     resolved = resolve_wandb_mode(mode, context.debug)
     if resolved == "online" and not _has_api_key(_wandb_host()):
@@ -156,7 +176,7 @@ def wandb_logger(
         save_dir=str(context.run_dir),
         project=project,
         entity=entity,
-        group=group,
+        group=group if group is not None else sweep_group(context.name),
         tags=list(tags) + context.tags,
         log_model=log_model if resolved == "online" else False,
         mode=resolved,

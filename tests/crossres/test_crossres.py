@@ -36,7 +36,14 @@ def test_three_phases_log_to_one_run(tmp_path):
         assert key in header
     assert [path.name for path in (run_dir / "csv").iterdir()] == ["version_0"]  # one CSV run, not one per phase
     log_text = (run_dir / "farconv.log").read_text()
-    assert "source: inputs resized to 4x4" in log_text and "target: inputs resized to 8x8" in log_text
+    assert "source phase: inputs resized to 4x4" in log_text and "out-of-the-box and fine-tuning phases: inputs resized to 8x8" in log_text
+    # one labelled table per phase, then one summary of the three
+    titles = ["source (trained), test at 4:", "out of the box, test at 8:", "fine-tuned (target), test at 8:"]
+    positions = [log_text.index(title) for title in titles]
+    assert positions == sorted(positions)
+    summary = log_text[log_text.rindex("phase "):].splitlines()
+    assert summary[0].split()[:2] == ["phase", "resolution"]
+    assert [line.split("INFO farconv: ")[-1][:20].strip() for line in summary[1:4]] == ["source (trained)", "out of the box", "fine-tuned (target)"]
 
 
 def test_pretrained_with_zero_epochs_skips_source_training(tmp_path):
