@@ -46,6 +46,21 @@ def test_three_phases_log_to_one_run(tmp_path):
     assert [line.split("INFO farconv: ")[-1][:20].strip() for line in summary[1:4]] == ["source (trained)", "out of the box", "fine-tuned (target)"]
 
 
+@pytest.mark.parametrize("conv", ["flex", "ckconv", "standard"])
+@pytest.mark.parametrize("net, dataset, source, target", [("flextcn2", "mnist1d", 20, 40), ("flexnet3", "digits", 4, 8)])
+def test_every_family_runs_the_three_phases_in_1d_and_2d(tmp_path, conv, net, dataset, source, target):
+    metrics, run_dir = run(
+        tmp_path, f"net={net}", f"dataset={dataset}", f"conv={conv}", "net.hidden_channels=4", "net.num_blocks=1", "net.block_width_factors=[]",
+        f"cross_res.source_res={source}", f"cross_res.target_res={target}", "train.epochs=1", "cross_res.finetune_epochs=1",
+        "trainer.limit_test_batches=1", "kernel.net.hidden_channels=4",
+    )  # fmt: skip
+    assert {"source/test/acc", "ootb/test/acc", "target/test/acc"} <= set(metrics)
+    log_text = (run_dir / "farconv.log").read_text()
+    shape = f"{target}" if dataset == "mnist1d" else f"{target}x{target}"
+    assert f"inputs resized to {shape}" in log_text
+    assert ("re-sampled the continuous kernels" in log_text) == (conv != "standard")
+
+
 def test_pretrained_with_zero_epochs_skips_source_training(tmp_path):
     first, first_dir = run(tmp_path / "first", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=1")
     checkpoint = next((first_dir / "checkpoints").glob("best-*.ckpt"))

@@ -115,3 +115,22 @@ def test_wandb_logger_does_not_pass_the_deprecated_anonymous_setting(tmp_path):
 
     logger = wandb_logger(RunContext(run_dir=tmp_path, name="x", config={}), project="farconv", mode="offline")
     assert "anonymous" not in logger._wandb_init  # wandb warns "The anonymous setting has no effect" otherwise
+
+
+def test_a_seed_sweep_shares_one_wandb_group_per_setting(monkeypatch):
+    from types import SimpleNamespace
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from engine.loggers import sweep_group
+
+    assert sweep_group("net-standard-digits") is None  # not a multirun
+    groups = set()
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    for seed in (0, 1, 2):
+        task = [f"seed={seed}", "++trainer.max_steps=5", "paths.runs=/tmp/x", "kernel.regularize.target=gabor"]
+        job = SimpleNamespace(mode=RunMode.MULTIRUN, overrides=SimpleNamespace(task=task))
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda job=job: job))
+        groups.add(sweep_group("net-flex-mnist"))
+    assert groups == {"net-flex-mnist:kernel.regularize.target=gabor,trainer.max_steps=5"}
