@@ -126,14 +126,20 @@ def _extra_lines(outcome: dict) -> list[str]:
     shape = figures["shape"]
     lines = [
         f"Box forward (no grad) at {shape['batch']}x{shape['channels']}x{shape['height']}x{shape['width']} {shape['dtype']}, "
-        f"{shape['filters']} boxes per channel: {_ms(figures['forward_ms'])} ms.",
+        f"{shape['filters']} boxes per channel: {_ms(figures['forward_ms'])} ms"
+        + (f"; backward (input and box gradients): {_ms(figures['backward_ms'])} ms" if "backward_ms" in figures else "") + ".",
         "",
-        "| bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
-        "|---|---:|---:|---:|---:|",
+        "| pass | bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for key, label in (("compulsory", "input read + output written"), ("with_integral_image", "+ float32 integral image written and read")):
-        part = figures[key]
-        lines.append(f"| {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} | {100 * part['of_copy_bandwidth']:.1f}% | {100 * part['of_sum_bandwidth']:.1f}% |")
+    rows = [("forward", "compulsory", "input read + output written"), ("forward", "with_integral_image", "+ float32 integral image written and read"),
+            ("backward", "backward_compulsory", "output gradient and input read + input gradient written"),
+            ("backward", "backward_with_integral_image", "+ float32 integral images of the input and the gradient planes")]  # fmt: skip
+    for direction, key, label in rows:
+        if key in figures:
+            part = figures[key]
+            lines.append(f"| {direction} | {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} | {100 * part['of_copy_bandwidth']:.1f}% "
+                         f"| {100 * part['of_sum_bandwidth']:.1f}% |")  # fmt: skip
     return lines
 
 

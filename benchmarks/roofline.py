@@ -6,10 +6,16 @@ Bandwidth comes from two simple kernels on a buffer much larger than the caches:
 `dst.copy_(src)` (reads and writes every byte: 2 x size moved) and `src.sum()` (reads
 every byte once). The box forward moves at least its input (read) and its output
 (written); the integral-image algorithm also writes and reads a float32 integral image of
-`(B, C, H+1, W+1)`. Both byte counts are divided by the measured forward time.
+`(B, C, H+1, W+1)`. Both byte counts are divided by the measured forward time. The backward
+(input and box gradients of a given output gradient, the op's own backward called directly)
+moves at least the output gradient and the input (read) and the input gradient (written);
+its algorithm also writes and reads the integral images of the input and of every gradient
+plane, `(B, C, H+1, W+1)` and `(B, C*F, H+1, W+1)`.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -40,36 +46,57 @@ def measure_bandwidth(device: str, quick: bool) -> dict:
 
 
 def box_roofline(quick: bool, device: str) -> dict:
-    """Box forward (no grad, compiled kernels) against the bandwidth measured just before it.
+    """Box forward and backward (compiled kernels) against the bandwidth measured just before them.
 
-    Returns the shape, the forward time, the bytes moved by the two counts of the module
-    docstring, the bandwidth they imply and its fraction of the measured copy and sum bandwidth.
+    Returns the shape, the forward and backward times, the bytes moved by the two counts of
+    the module docstring, the bandwidth they imply and its fraction of the measured copy and
+    sum bandwidth.
     """
     dev = torch.device(device)
     batch, channels, filters, height, width = (2, 32, 4, 128, 256) if quick else (8, 64, 4, 128, 256)
     bandwidth = measure_bandwidth(device, quick)
     layer = BoxConv2d(channels, filters, height, width).to(dev).eval()
     x = torch.randn(batch, channels, height, width, device=dev)
+    grad = torch.randn(batch, channels * filters, height, width, device=dev)
+    coordinates = [coordinate.detach() for coordinate in layer.box_coordinates()]
 
     def forward() -> None:
         with torch.no_grad():
             layer(x)
 
-    forward_ms = median_ms(forward, dev, warmup=2, repeats=5 if quick else 20)
+    def backward() -> None:
+        torch.ops.farconv.box_conv2d_backward(grad, x, *coordinates, 1, 1, layer.normalize, layer.exact, layer.impl, True, True)
+
+    repeats = 5 if quick else 20
+    forward_ms = median_ms(forward, dev, warmup=2, repeats=repeats)
+    backward_ms = median_ms(backward, dev, warmup=2, repeats=repeats)
     element = x.element_size()
-    compulsory = batch * channels * height * width * element * (1 + filters)
-    integral = 2 * batch * channels * (height + 1) * (width + 1) * 4
+    planes, output_planes, plane, integral_plane = batch * channels, batch * channels * filters, height * width, (height + 1) * (width + 1)
+    counts = {
+        "forward": (forward_ms, {
+            "compulsory": (planes + output_planes) * plane * element,
+            "with_integral_image": (planes + output_planes) * plane * element + 2 * planes * integral_plane * 4,
+        }),
+        "backward": (backward_ms, {
+            "compulsory": (2 * planes + output_planes) * plane * element,
+            "with_integral_image": (2 * planes + output_planes) * plane * element + 2 * (planes + output_planes) * integral_plane * 4,
+        }),
+    }  # fmt: skip
     result = {
         "shape": {"batch": batch, "channels": channels, "filters": filters, "height": height, "width": width, "dtype": str(x.dtype)},
         "bandwidth": bandwidth,
         "forward_ms": forward_ms,
+        "backward_ms": backward_ms,
+        "load_average_1min": os.getloadavg()[0],
     }
-    for name, moved in (("compulsory", compulsory), ("with_integral_image", compulsory + integral)):
-        achieved = moved / GB / (forward_ms / 1e3)
-        result[name] = {
-            "bytes": moved,
-            "gb_s": achieved,
-            "of_copy_bandwidth": achieved / bandwidth["copy_gb_s"],
-            "of_sum_bandwidth": achieved / bandwidth["sum_gb_s"],
-        }
+    for direction, (ms, moved_counts) in counts.items():
+        for name, moved in moved_counts.items():
+            achieved = moved / GB / (ms / 1e3)
+            key = name if direction == "forward" else f"backward_{name}"
+            result[key] = {
+                "bytes": moved,
+                "gb_s": achieved,
+                "of_copy_bandwidth": achieved / bandwidth["copy_gb_s"],
+                "of_sum_bandwidth": achieved / bandwidth["sum_gb_s"],
+            }
     return result

@@ -108,14 +108,37 @@ class OctaveResidual(nn.Module):
 
 class OctaveTrunk(nn.Module):
     """`(B, C, H, W)` or a pair `-> (B, C', H', W')`: runs octave `layers` and merges the final pair
-    back into one tensor (`octave_merge`), so the plain layers after it see a plain tensor."""
+    back into one tensor (`octave_merge`), so the plain layers after it see a plain tensor.
+
+    The layers run in channels-last memory format (the output keeps it; values and shapes are
+    those of any layout): an octave net makes about twice the convolution, norm and pooling
+    calls of its plain net on half-size maps, and in the default (NCHW) format every
+    convolution first reorders its input and weight, which on CPU cost an Oct-ResNet-50 as
+    much as the MACs it saves (`benchmarks/octave.py`)."""
 
     def __init__(self, layers: nn.Module) -> None:
         super().__init__()
         self.layers = layers
 
     def forward(self, x: Tensor | OctavePair) -> Tensor:
-        return octave_merge(self.layers(as_pair(x)))
+        x_h, x_l = as_pair(x)
+        x_h, x_l = (None if part is None else _ChannelsLast.apply(part) for part in (x_h, x_l))
+        return octave_merge(self.layers((x_h, x_l)))
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """`x` in channels-last format; its gradient goes back in `x`'s own format, so the plain
+    layers before an `OctaveTrunk` get the layout they computed in (else each of their
+    backward steps would convert the gradient, at their larger maps)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad if ctx.channels_last else grad.contiguous()
 
 
 __all__ = ["OctaveApply", "OctaveBatchNorm", "OctaveConv", "OctaveConvBN", "OctaveConvBNAct", "OctaveResidual", "OctaveTrunk",

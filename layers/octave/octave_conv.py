@@ -110,7 +110,8 @@ class OctaveConv(nn.Module):
             if not (on and source and target):
                 return None
             per_group = 1 if self.depthwise else source // groups
-            return nn.Parameter(torch.empty(target, per_group, kernel_size, kernel_size))
+            # channels last, like the maps of an `OctaveTrunk`: no weight reorder per call
+            return nn.Parameter(torch.empty(target, per_group, kernel_size, kernel_size, memory_format=torch.channels_last))
 
         self.weight_hh = path(high_in, high_out)
         self.weight_hl = path(high_in, low_out, high_to_low)

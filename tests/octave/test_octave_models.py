@@ -215,12 +215,14 @@ def test_octave_experiments_compose_and_the_mnist_twins_differ_only_in_the_famil
     assert compose(["experiment=octave_cifar10", "net.alpha=0.125"]).net.block == "basic"
 
 
-def test_benchmark_cases_share_one_baseline_per_memory_format():
-    from benchmarks.octave import build_cases, parse_args
+def test_benchmark_nets_start_with_the_baselines_and_skip_an_absent_authors_port(monkeypatch, tmp_path):
+    from benchmarks.octave import AUTHORS, BASELINE, OURS_PLAIN, build_nets, parse_args
 
-    cases = build_cases(parse_args(["--alphas", "0.25", "0.5", "0.75"]))
-    labels = [case["label"] for case in cases]
-    assert labels[0] == "ResNet-50 (channels_last)" and "ResNet-50 (contiguous)" in labels
-    assert [case["alpha"] for case in cases if case["impl"] == "auto" and case["channels_last"]] == [0.25, 0.5, 0.75]
+    args = parse_args(["--alphas", "0.25", "0.5"])
+    assert (args.batch, args.size) == (4, 224) and args.threads[0] == 1
+    monkeypatch.setenv("FARCONV_REFS", str(tmp_path))  # no checkouts there
+    nets, source = build_nets(args, torch.device("cpu"))
+    assert list(nets) == [BASELINE, OURS_PLAIN, "Oct-ResNet-50 a=0.25", "Oct-ResNet-50 a=0.5"]
+    assert AUTHORS not in nets and "not installed" in source
     with pytest.raises(SystemExit):
         parse_args(["--alphas", "1.0"])
