@@ -9,7 +9,8 @@ then the convolution `conv_impl=auto` picks: the FFT on CPU for these kernels), 
 (the `dcls` package, when installed; its parameters copied from ours, outputs checked equal
 before timing; skipped, and said so, when absent) and `dense` (`nn.Conv2d(C, C, S, groups=C)`:
 the direct convolution alone, what `dcls` 0.1.1 runs after its construction). The paths are
-timed interleaved (`benchmarks/timing.py`). Reported: median forward+backward latency and
+timed interleaved (`benchmarks/timing.py`; on CPU this process's CPU time, which a shared
+machine disturbs less than wall time). Reported: median forward+backward latency and
 peak memory of forward+backward per path, and the ratios dcls/ours time (target >= 2x),
 ours/dcls memory (target <= 1 at every stage) and ours/dense time.
 
@@ -94,7 +95,7 @@ def run_case(channels: int, resolution: int, size: int, count: int, version: str
 
         return forward_backward
 
-    times = interleaved({name: step(module) for name, module in paths.items()}, device, repeats, warmup)
+    times = interleaved({name: step(module) for name, module in paths.items()}, device, repeats, warmup, cpu_time=True)
     for name, module in paths.items():
         case[name] = {"fwd_bwd_ms": statistics.median(times[name]), "peak_mb": peak_memory_mb(step(module), device)}
     if theirs is not None:
@@ -110,7 +111,8 @@ def markdown_report(report: dict) -> str:
         "# DCLS benchmark (`benchmarks/dcls.py`)", "",
         f"Command: `{report['command']}` on {machine['summary']}, {machine['torch_threads']} torch thread(s), {machine['date']}; "
         f"1-minute load average {report['load_average_1min']['before']:.1f} before, {report['load_average_1min']['after']:.1f} after.", "",
-        f"Depthwise DCLS at the ConvNeXt-T stages, forward+backward, float32, medians of {report['repeats']} interleaved rounds; "
+        f"Depthwise DCLS at the ConvNeXt-T stages, forward+backward, float32, medians of {report['repeats']} interleaved rounds "
+        f"({'process CPU time' if report['machine'].get('gpu') is None else 'wall time'}); "
         f"peak memory of one forward+backward. dcls 0.1.1: {report['reference']}.", "",
         "| C | map | S | K | version | batch | our conv | ours ms | dcls 0.1.1 ms | dense ms | ours MB | dcls MB | dense MB "
         "| dcls/ours time | ours/dcls memory | ours/dense time |",
