@@ -106,8 +106,8 @@ def test_host_probe_answers_quickly_on_loopback():
     assert host_reachable("127.0.0.1", port, timeout=2.0)
     server.close()
     start = time.perf_counter()
-    assert not host_reachable("127.0.0.1", port, timeout=2.0)  # closed port: refused at once
-    assert time.perf_counter() - start < 2.5
+    assert not host_reachable("127.0.0.1", port, timeout=60.0)  # closed port: refused at once,
+    assert time.perf_counter() - start < 30.0  # not after the timeout (a wide margin for a busy machine)
 
 
 def test_wandb_logger_does_not_pass_the_deprecated_anonymous_setting(tmp_path):
