@@ -121,25 +121,25 @@ def _extra_lines(outcome: dict) -> list[str]:
     if outcome["status"] != "ok":
         return [f"Failed: {outcome['error']}"]
     figures = outcome["result"]
-    if "with_integral_image" not in figures:
+    if "op" not in figures:
         return [f"Figures in the JSON ({', '.join(figures)})."]
     shape = figures["shape"]
     lines = [
-        f"Box forward (no grad) at {shape['batch']}x{shape['channels']}x{shape['height']}x{shape['width']} {shape['dtype']}, "
-        f"{shape['filters']} boxes per channel: {_ms(figures['forward_ms'])} ms"
-        + (f"; backward (input and box gradients): {_ms(figures['backward_ms'])} ms" if "backward_ms" in figures else "") + ".",
+        f"Box convolution at {shape['batch']}x{shape['channels']}x{shape['height']}x{shape['width']} {shape['dtype']}, "
+        f"{shape['filters']} boxes per channel, {figures['threads']} threads, load {figures['load_average_1min']:.1f}: forward (no grad) "
+        "and backward (input and box gradients); `op` as a layer calls it (fresh outputs every call), `kernels` the compiled "
+        "kernels alone into buffers allocated once (`benchmarks/roofline.py`).",
         "",
-        "| pass | bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
-        "|---|---|---:|---:|---:|---:|",
+        "| path | pass | ms | bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
-    rows = [("forward", "compulsory", "input read + output written"), ("forward", "with_integral_image", "+ float32 integral image written and read"),
-            ("backward", "backward_compulsory", "output gradient and input read + input gradient written"),
-            ("backward", "backward_with_integral_image", "+ float32 integral images of the input and the gradient planes")]  # fmt: skip
-    for direction, key, label in rows:
-        if key in figures:
-            part = figures[key]
-            lines.append(f"| {direction} | {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} | {100 * part['of_copy_bandwidth']:.1f}% "
-                         f"| {100 * part['of_sum_bandwidth']:.1f}% |")  # fmt: skip
+    labels = {"compulsory": "compulsory (inputs read, outputs written)", "with_integral_image": "+ float32 integral images written and read"}
+    for path in ("op", "kernels"):
+        for direction, measured in figures.get(path, {}).items():
+            for count, label in labels.items():
+                part = measured[count]
+                lines.append(f"| {path} | {direction} | {_ms(measured['ms'])} | {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} "
+                             f"| {100 * part['of_copy_bandwidth']:.1f}% | {100 * part['of_sum_bandwidth']:.1f}% |")  # fmt: skip
     return lines
 
 

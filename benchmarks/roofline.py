@@ -11,6 +11,12 @@ every byte once). The box forward moves at least its input (read) and its output
 moves at least the output gradient and the input (read) and the input gradient (written);
 its algorithm also writes and reads the integral images of the input and of every gradient
 plane, `(B, C, H+1, W+1)` and `(B, C*F, H+1, W+1)`.
+
+Two timings of each direction: the op as a layer calls it (`op`: every call allocates its
+outputs, and on CPU the first touch of a fresh allocation of tens of MB costs page faults
+worth as much as the kernel itself), and the compiled kernels alone writing into buffers
+allocated once (`kernels`), as the copy kernel writes into an existing buffer: the
+kernels' bandwidth, which is what the copy bandwidth bounds.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import torch
 
 from engine.profiling import median_ms
-from layers.box import BoxConv2d
+from layers.box import BoxConv2d, extension
 
 GB = 1e9
 
@@ -46,11 +52,11 @@ def measure_bandwidth(device: str, quick: bool) -> dict:
 
 
 def box_roofline(quick: bool, device: str) -> dict:
-    """Box forward and backward (compiled kernels) against the bandwidth measured just before them.
+    """Box forward and backward against the bandwidth measured just before them.
 
-    Returns the shape, the forward and backward times, the bytes moved by the two counts of
-    the module docstring, the bandwidth they imply and its fraction of the measured copy and
-    sum bandwidth.
+    Returns the shape, the forward and backward times of the op and of its kernels alone
+    (see the module docstring), the bytes moved by the two counts of the module docstring,
+    the bandwidth they imply and its fraction of the measured copy and sum bandwidth.
     """
     dev = torch.device(device)
     batch, channels, filters, height, width = (2, 32, 4, 128, 256) if quick else (8, 64, 4, 128, 256)
@@ -59,44 +65,60 @@ def box_roofline(quick: bool, device: str) -> dict:
     x = torch.randn(batch, channels, height, width, device=dev)
     grad = torch.randn(batch, channels * filters, height, width, device=dev)
     coordinates = [coordinate.detach() for coordinate in layer.box_coordinates()]
+    steps = {
+        "op": {
+            "forward": lambda: torch.ops.farconv.box_conv2d(x, *coordinates, 1, 1, layer.normalize, layer.exact, layer.impl),
+            "backward": lambda: torch.ops.farconv.box_conv2d_backward(grad, x, *coordinates, 1, 1, layer.normalize, layer.exact,
+                                                                      layer.impl, True, True),
+        },
+    }  # fmt: skip
+    if extension.available(dev):
+        kernels = extension.library(dev)
+        edges, mirrored, scale = extension.kernel_arguments(x, tuple(coordinates), layer.normalize, layer.exact)
+        integral = x.new_empty(batch, channels, height + 1, width + 1)
+        out, grad_input = x.new_empty(grad.shape), torch.empty_like(x)
 
-    def forward() -> None:
-        with torch.no_grad():
-            layer(x)
+        def forward_kernels() -> None:
+            kernels.integral_image_out(x, integral)
+            kernels.box_sums_out(integral, edges, scale, 1, 1, layer.exact, out)
 
-    def backward() -> None:
-        torch.ops.farconv.box_conv2d_backward(grad, x, *coordinates, 1, 1, layer.normalize, layer.exact, layer.impl, True, True)
+        def backward_kernels() -> None:
+            kernels.box_sums_transposed_out(grad, mirrored, scale, 1, 1, layer.exact, grad_input)
+            kernels.integral_image_out(x, integral)
+            kernels.box_slopes(integral, edges, grad, scale, 1, 1, layer.exact)
 
+        steps["kernels"] = {"forward": forward_kernels, "backward": backward_kernels}
     repeats = 5 if quick else 20
-    forward_ms = median_ms(forward, dev, warmup=2, repeats=repeats)
-    backward_ms = median_ms(backward, dev, warmup=2, repeats=repeats)
     element = x.element_size()
     planes, output_planes, plane, integral_plane = batch * channels, batch * channels * filters, height * width, (height + 1) * (width + 1)
-    counts = {
-        "forward": (forward_ms, {
+    moved = {
+        "forward": {
             "compulsory": (planes + output_planes) * plane * element,
             "with_integral_image": (planes + output_planes) * plane * element + 2 * planes * integral_plane * 4,
-        }),
-        "backward": (backward_ms, {
+        },
+        "backward": {
             "compulsory": (2 * planes + output_planes) * plane * element,
             "with_integral_image": (2 * planes + output_planes) * plane * element + 2 * (planes + output_planes) * integral_plane * 4,
-        }),
+        },
     }  # fmt: skip
     result = {
         "shape": {"batch": batch, "channels": channels, "filters": filters, "height": height, "width": width, "dtype": str(x.dtype)},
         "bandwidth": bandwidth,
-        "forward_ms": forward_ms,
-        "backward_ms": backward_ms,
+        "threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0],
     }
-    for direction, (ms, moved_counts) in counts.items():
-        for name, moved in moved_counts.items():
-            achieved = moved / GB / (ms / 1e3)
-            key = name if direction == "forward" else f"backward_{name}"
-            result[key] = {
-                "bytes": moved,
-                "gb_s": achieved,
-                "of_copy_bandwidth": achieved / bandwidth["copy_gb_s"],
-                "of_sum_bandwidth": achieved / bandwidth["sum_gb_s"],
-            }
+    with torch.no_grad():
+        for path, directions in steps.items():
+            result[path] = {}
+            for direction, step in directions.items():
+                ms = median_ms(step, dev, warmup=2, repeats=repeats)
+                result[path][direction] = {"ms": ms}
+                for count, size in moved[direction].items():
+                    achieved = size / GB / (ms / 1e3)
+                    result[path][direction][count] = {
+                        "bytes": size,
+                        "gb_s": achieved,
+                        "of_copy_bandwidth": achieved / bandwidth["copy_gb_s"],
+                        "of_sum_bandwidth": achieved / bandwidth["sum_gb_s"],
+                    }
     return result

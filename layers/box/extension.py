@@ -32,7 +32,8 @@ _BUILDS = {
 }
 
 
-def _library(device: torch.device) -> ModuleType | None:
+def library(device: torch.device) -> ModuleType | None:
+    """The compiled kernels for `device` (built on first use), or None where they cannot be built."""
     if device.type not in _BUILDS:
         return None
     name, sources = _BUILDS[device.type]
@@ -44,7 +45,7 @@ def available(device: torch.device, required: bool = False) -> bool:
 
     With `required`, raise `ExtensionUnavailable` instead of returning False.
     """
-    if _library(device) is not None:
+    if library(device) is not None:
         return True
     if required:
         name = _BUILDS.get(device.type, (f"<none for {device.type}>",))[0]
@@ -64,35 +65,40 @@ def _prepare(input: Tensor, coordinates: Coordinates, exact: bool) -> tuple[Coor
     return box, box_area(*box)
 
 
+def kernel_arguments(input: Tensor, coordinates: Coordinates, normalize: bool, exact: bool) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """`(edges, mirrored edges, scale)` as the kernels take them: the boxes' half-open ranges, those
+    of the mirrored boxes (for the input gradient) and the per-box output scale."""
+    box, area = _prepare(input, coordinates, exact)
+    b_x_min, b_x_max, b_y_min, b_y_max = box
+    scale = (area.reciprocal() if normalize else torch.ones_like(area)).contiguous()
+    return _edges(box), _edges((-b_x_max, -b_x_min, -b_y_max, -b_y_min)), scale
+
+
 def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tensor:
-    box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
-    scale = area.reciprocal() if normalize else torch.ones_like(area)
+    edges, _, scale = kernel_arguments(input, (x_min, x_max, y_min, y_max), normalize, exact)
     height, width = input.shape[-2:]
-    library = _library(input.device)
-    out = library.box_sums(
-        library.integral_image(input), _edges(box), scale.contiguous(), stride[0], stride[1],
-        output_size(height, stride[0]), output_size(width, stride[1]), exact,
+    kernels = library(input.device)
+    out = kernels.box_sums(
+        kernels.integral_image(input), edges, scale, stride[0], stride[1], output_size(height, stride[0]), output_size(width, stride[1]), exact,
     )  # fmt: skip
     return out.to(input.dtype)
 
 
 def backward(grad_output, input, x_min, x_max, y_min, y_max, stride, normalize, exact, needs_input_grad, needs_box_grad):
-    box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
-    library = _library(input.device)
+    box, _ = _prepare(input, (x_min, x_max, y_min, y_max), exact)
+    edges, mirrored, scale = kernel_arguments(input, (x_min, x_max, y_min, y_max), normalize, exact)
+    kernels = library(input.device)
     height, width = input.shape[-2:]
-    grad = grad_output.to(area.dtype).contiguous()
-    scale = (area.reciprocal() if normalize else torch.ones_like(area)).contiguous()
+    grad = grad_output.to(scale.dtype).contiguous()
 
     grad_input = None
     if needs_input_grad:
-        b_x_min, b_x_max, b_y_min, b_y_max = box
-        mirrored = (-b_x_max, -b_x_min, -b_y_max, -b_y_min)
-        grad_input = library.box_sums_transposed(grad, _edges(mirrored), scale, stride[0], stride[1], height, width, exact)
+        grad_input = kernels.box_sums_transposed(grad, mirrored, scale, stride[0], stride[1], height, width, exact)
         grad_input = grad_input.to(input.dtype)
 
     grad_box = None
     if needs_box_grad:
-        totals = library.box_slopes(library.integral_image(input), _edges(box), grad, scale, stride[0], stride[1], exact)
+        totals = kernels.box_slopes(kernels.integral_image(input), edges, grad, scale, stride[0], stride[1], exact)
         grad_box = [total.clone() for total in totals[:4].unbind(0)]  # separate tensors: op outputs may not alias
         if normalize:  # totals[4] is the sum of grad * output
             grad_box = add_area_gradients(grad_box, totals[4], box)

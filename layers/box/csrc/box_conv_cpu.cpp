@@ -3,16 +3,20 @@
 // They work a row at a time. For output row i the two horizontal box edges fall at fixed
 // positions of the integral image S, so P(r_hi, .) - P(r_lo, .) is one "virtual row" of
 // W + 1 values, a blend of (at most) four rows of S computed in one vectorisable pass;
-// every output of the row is then two linear interpolations of it. Coordinate gradients
-// reduce the same way: a row slope is the difference of two rows of S, dotted with the
-// output gradients scattered onto the prefix columns; a column slope is a difference of
-// two entries of the virtual row. The input gradient integrates one gradient plane at a
+// every output of the row is then two linear interpolations of it. Along a row, an edge
+// at column j * stride + c reads the virtual row at a fixed offset with a fixed fraction
+// wherever it lies inside the image, and a constant (its first or last value) where it is
+// clamped, so each edge is three runs of straight-line, vectorisable arithmetic.
+// Coordinate gradients reduce the same way: a row slope is the difference of two rows of
+// S, dotted with the output gradients scattered onto the prefix columns; a column slope is
+// a difference of two entries of the virtual row. The input gradient integrates one gradient plane at a
 // time into a per-thread buffer. Cost per output: a handful of operations, whatever the
 // box size.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "box_conv.h"
@@ -37,18 +41,58 @@ struct Edges {
         c_hi(edges[3].data_ptr<acc_t>()) {}
 };
 
+// Where one vertical box edge, at column position j * stride + c of a virtual row of W + 1
+// values, falls for the outputs j = 0 .. out_w - 1: clamped to value 0 for j < begin, at
+// cell j * stride + offset with `fraction` for begin <= j < end, clamped to value W after
+// (the rule of `locate`, which gives the same values at the run boundaries).
+template <typename acc_t>
+struct EdgeRuns {
+  int begin, end, offset;
+  acc_t fraction;
+
+  EdgeRuns(acc_t c, int W, int stride, int out_w) {
+    const acc_t cell = std::floor(c);
+    offset = static_cast<int>(cell);
+    fraction = c - cell;
+    begin = 0;
+    while (begin < out_w && acc_t(begin * stride) + c < acc_t(0)) ++begin;
+    end = begin;
+    while (end < out_w && acc_t(end * stride) + c < acc_t(W)) ++end;  // floor < W: cell + 1 <= W
+  }
+
+  // out[j] += sign * scale * (the virtual row `row` interpolated at this edge), j < out_w.
+  void add_to(const acc_t* __restrict row, int W, int stride, int out_w, acc_t weight, acc_t* __restrict out) const {
+    const acc_t first = weight * row[0], last = weight * row[W];
+    for (int j = 0; j < begin; ++j) out[j] += first;
+    const acc_t low = weight * (1 - fraction), high = weight * fraction;
+    if (stride == 1) {
+      const acc_t* __restrict at = row + offset;
+      for (int j = begin; j < end; ++j) out[j] += low * at[j] + high * at[j + 1];
+    } else {
+      for (int j = begin; j < end; ++j) {
+        const int k = j * stride + offset;
+        out[j] += low * row[k] + high * row[k + 1];
+      }
+    }
+    for (int j = end; j < out_w; ++j) out[j] += last;
+  }
+};
+
 // One box, as the per-row work sees it, with buffers reused from row to row.
 template <typename acc_t>
 struct BoxRows {
   const acc_t* S;  // integral image plane, (H + 1) x (W + 1)
   int H, W, stride_h, out_w;
   acc_t r_lo, r_hi;
+  int stride_w;
   std::vector<Taps<acc_t>> left, right;  // where each output column's box edges fall
+  EdgeRuns<acc_t> left_runs, right_runs;  // the same, as runs (for the box sums)
   std::vector<acc_t> row;                // the virtual row of the current output row
 
   BoxRows(const acc_t* plane, int H, int W, acc_t r_lo, acc_t r_hi, acc_t c_lo, acc_t c_hi, int stride_h, int stride_w,
           int out_w)
-      : S(plane), H(H), W(W), stride_h(stride_h), out_w(out_w), r_lo(r_lo), r_hi(r_hi), left(out_w), right(out_w), row(W + 1) {
+      : S(plane), H(H), W(W), stride_h(stride_h), out_w(out_w), r_lo(r_lo), r_hi(r_hi), stride_w(stride_w), left(out_w),
+        right(out_w), left_runs(c_lo, W, stride_w, out_w), right_runs(c_hi, W, stride_w, out_w), row(W + 1) {
     for (int j = 0; j < out_w; ++j) {
       left[j] = locate(acc_t(j * stride_w) + c_lo, W);
       right[j] = locate(acc_t(j * stride_w) + c_hi, W);
@@ -61,11 +105,12 @@ struct BoxRows {
   void combine(int i) {
     const Taps<acc_t> top = locate(acc_t(i * stride_h) + r_lo, H);
     const Taps<acc_t> bottom = locate(acc_t(i * stride_h) + r_hi, H);
-    const acc_t *t0 = line(top.cell), *t1 = line(top.cell + 1);
-    const acc_t *b0 = line(bottom.cell), *b1 = line(bottom.cell + 1);
+    const acc_t *__restrict t0 = line(top.cell), *__restrict t1 = line(top.cell + 1);
+    const acc_t *__restrict b0 = line(bottom.cell), *__restrict b1 = line(bottom.cell + 1);
     const acc_t ft = top.fraction, fb = bottom.fraction;
+    acc_t* __restrict virtual_row = row.data();
     for (int l = 0; l <= W; ++l) {
-      row[l] = (b0[l] + fb * (b1[l] - b0[l])) - (t0[l] + ft * (t1[l] - t0[l]));
+      virtual_row[l] = (b0[l] + fb * (b1[l] - b0[l])) - (t0[l] + ft * (t1[l] - t0[l]));
     }
   }
 
@@ -73,14 +118,9 @@ struct BoxRows {
   template <bool ACCUMULATE>
   void sums(int i, acc_t scale, acc_t* out) {
     combine(i);
-    for (int j = 0; j < out_w; ++j) {
-      const acc_t value = scale * (lerp(row.data(), 1, right[j]) - lerp(row.data(), 1, left[j]));
-      if (ACCUMULATE) {
-        out[j] += value;
-      } else {
-        out[j] = value;
-      }
-    }
+    if (!ACCUMULATE) std::fill(out, out + out_w, acc_t(0));
+    right_runs.add_to(row.data(), W, stride_w, out_w, scale, out);
+    left_runs.add_to(row.data(), W, stride_w, out_w, -scale, out);
   }
 };
 
@@ -91,6 +131,11 @@ acc_t dot(const acc_t* a, const acc_t* b, int n) {
   return total;
 }
 
+// Rows of a plane whose running sums advance together: one running sum is a chain of
+// dependent additions, so a single row waits on the adder's latency at every pixel, while
+// this many independent chains keep it busy.
+constexpr int kInterleavedRows = 8;
+
 template <typename scalar_t, typename acc_t>
 void integral_kernel(const scalar_t* input, acc_t* out, int64_t planes, int H, int W) {
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
@@ -98,15 +143,23 @@ void integral_kernel(const scalar_t* input, acc_t* out, int64_t planes, int H, i
       const scalar_t* x = input + plane * H * W;
       acc_t* S = out + plane * (H + 1) * (W + 1);
       std::fill(S, S + W + 1, acc_t(0));
-      for (int r = 0; r < H; ++r) {
-        const acc_t* above = S + r * (W + 1);
-        acc_t* current = S + (r + 1) * (W + 1);
-        acc_t running = 0;
-        current[0] = 0;
+      // Row prefix sums, kInterleavedRows rows at a time, written to rows 1..H of S.
+      for (int first = 0; first < H; first += kInterleavedRows) {
+        const int rows = std::min(kInterleavedRows, H - first);
+        acc_t running[kInterleavedRows] = {};
+        for (int k = 0; k < rows; ++k) S[(first + k + 1) * static_cast<int64_t>(W + 1)] = 0;
         for (int c = 0; c < W; ++c) {
-          running += static_cast<acc_t>(x[r * W + c]);
-          current[c + 1] = above[c + 1] + running;
+          for (int k = 0; k < rows; ++k) {
+            running[k] += static_cast<acc_t>(x[(first + k) * static_cast<int64_t>(W) + c]);
+            S[(first + k + 1) * static_cast<int64_t>(W + 1) + c + 1] = running[k];
+          }
         }
+      }
+      // Column sums: each row adds the one above it (vectorisable along the row).
+      for (int r = 1; r < H; ++r) {
+        const acc_t* __restrict above = S + r * static_cast<int64_t>(W + 1);
+        acc_t* __restrict current = S + (r + 1) * static_cast<int64_t>(W + 1);
+        for (int l = 1; l <= W; ++l) current[l] += above[l];
       }
     }
   });

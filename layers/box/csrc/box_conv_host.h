@@ -103,11 +103,53 @@ at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>&
   return out;
 }
 
+// The same three kernels writing into `out` (allocated by the caller, of the shape and dtype
+// the allocating versions return): the roofline benchmark times the kernels alone with
+// them, as it times a copy into an existing buffer.
+template <class Backend>
+void integral_image_out(const at::Tensor& input, at::Tensor out) {
+  check_tensor(out, "out", input.dim(), out);
+  TORCH_CHECK(out.size(-2) == input.size(-2) + 1 && out.size(-1) == input.size(-1) + 1, "box_conv2d extension: out ", out.sizes(),
+              " is not the integral image of ", input.sizes());
+  Backend::integral(input.contiguous(), out);
+}
+
+template <class Backend>
+void box_sums_out(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale, int64_t stride_h,
+                   int64_t stride_w, bool exact, at::Tensor out) {
+  check_tensor(integral, "integral", 4, integral);
+  check_tensor(out, "out", 4, integral);
+  check_edges(edges, integral, integral.size(1));
+  check_scale(scale, edges);
+  TORCH_CHECK(out.size(0) == integral.size(0) && out.size(1) == integral.size(1) * scale.size(1) &&
+                  out.size(2) == (integral.size(2) - 1 + stride_h - 1) / stride_h &&
+                  out.size(3) == (integral.size(3) - 1 + stride_w - 1) / stride_w,
+              "box_conv2d extension: out ", out.sizes(), " does not match the box sums of ", integral.sizes());
+  if (out.numel() > 0) Backend::sums(integral, edges, scale, out, stride_h, stride_w, exact);
+}
+
+template <class Backend>
+void box_sums_transposed_out(const at::Tensor& grad, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                              int64_t stride_h, int64_t stride_w, bool exact, at::Tensor out) {
+  check_tensor(out, "out", 4, grad);
+  const int64_t channels = edges[0].size(0), filters = edges[0].size(1);
+  check_edges(edges, grad, channels);
+  check_scale(scale, edges);
+  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous() && grad.size(1) == channels * filters && out.size(0) == grad.size(0) &&
+                  out.size(1) == channels && grad.size(2) == (out.size(2) + stride_h - 1) / stride_h &&
+                  grad.size(3) == (out.size(3) + stride_w - 1) / stride_w,
+              "box_conv2d extension: grad ", grad.sizes(), " and out ", out.sizes(), " do not match");
+  if (out.numel() > 0) Backend::transposed_sums(grad, edges, scale, out, stride_h, stride_w, exact);
+}
+
 template <class Backend>
 void bind(pybind11::module& m) {
   m.def("integral_image", &integral_image<Backend>, "zero-padded integral images, float32 or float64");
   m.def("box_sums", &box_sums<Backend>, "scaled box sums of every (batch, channel, filter) plane");
   m.def("box_sums_transposed", &box_sums_transposed<Backend>, "the adjoint of box_sums (the input gradient)");
+  m.def("integral_image_out", &integral_image_out<Backend>, "integral_image written into out");
+  m.def("box_sums_out", &box_sums_out<Backend>, "box_sums written into out");
+  m.def("box_sums_transposed_out", &box_sums_transposed_out<Backend>, "box_sums_transposed written into out");
   m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives and sums of the box sums, per box");
 }
 
