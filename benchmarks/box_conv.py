@@ -9,7 +9,10 @@ Three paths run forward + backward of `out.sum()` on the same input (which requi
 gradient): the `BoxConv2d` layer (train mode, box gradients), the dense baseline
 (`nn.Conv2d(C, C*F, s, groups=C)` whose trainable weight is the `box_kernel` of the same
 boxes) and, with `--impl auto`, the layer's pure-PyTorch reference kernels. Before timing,
-the box and dense outputs are checked to agree. Reported: median forward (no grad) and
+the box and dense outputs are checked to agree. With a built checkout of shrubb/box-convolutions
+outside the repository (`benchmarks/references.py`), the authors' `BoxConv2d` with the same
+boxes is a fourth path (its output checked against ours first); without one the column is
+skipped and the report says why. Reported: median forward (no grad) and
 forward+backward latency, peak memory of forward+backward, and the dense/box ratios.
 
     python benchmarks/box_conv.py --device cpu --out benchmarks/results
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.agreement import exact_float32  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
+from benchmarks.references import load_reference  # noqa: E402
 from engine.profiling import median_ms, peak_memory_mb  # noqa: E402
 from layers.box import BoxConv2d, box_conv2d, box_conv2d_dense, box_kernel, extension  # noqa: E402
 
@@ -43,12 +47,14 @@ GROWTH_TOLERANCE = 1.25  # box time "does not grow" when no larger box takes mor
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Largest |box - dense| allowed, as a fraction of the largest |dense output|.
 AGREEMENT_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
-PATH_LABELS = {"box": "box", "reference": "box (reference)", "dense": "dense conv2d"}
+PATH_LABELS = {"box": "box", "reference": "box (reference)", "dense": "dense conv2d", "authors": "shrubb/box-convolutions"}
 RATIO_LABELS = {
     "dense_over_box_fwd_bwd": "dense/box fwd+bwd",
     "dense_over_box_fwd": "dense/box forward",
     "dense_over_box_peak_mb": "dense/box memory",
     "reference_over_box_fwd_bwd": "reference/box fwd+bwd",
+    "authors_over_box_fwd_bwd": "authors/box fwd+bwd",
+    "authors_over_box_fwd": "authors/box forward",
 }
 
 _START = time.perf_counter()
@@ -120,6 +126,24 @@ def box_layer(size: int, args: argparse.Namespace, impl: str, device: torch.devi
     if not all(torch.equal(before, after) for before, after in zip(requested, layer.box_coordinates())):
         raise SystemExit(f"box size {size}: BoxConv2d clips these boxes for a {args.height}x{args.width} input; choose smaller sizes")
     return layer
+
+
+def authors_layer(layer: BoxConv2d) -> tuple[nn.Module | None, str]:
+    """shrubb/box-convolutions' `BoxConv2d` (built in a checkout outside the repository, see
+    `benchmarks/references.py`) with `layer`'s boxes, or `(None, why not)`."""
+    module, where = load_reference("box-convolutions", "box_convolution")
+    if module is None:
+        return None, where
+    try:
+        theirs = module.BoxConv2d(layer.in_planes, layer.num_filters, layer.max_input_h, layer.max_input_w,
+                                  layer.reparametrization_factor, normalize=layer.normalize)  # fmt: skip
+        theirs.exact = layer.exact
+        with torch.no_grad():
+            for name, value, scale in zip(("x_min", "x_max", "y_min", "y_max"), layer.box_coordinates(), 2 * [theirs.reparametrization_h] + 2 * [theirs.reparametrization_w]):
+                getattr(theirs, name).copy_(value / scale)  # they store coordinates divided by max_input * factor
+    except Exception as error:  # an incompatible checkout: skip the column, say why
+        return None, f"cannot build their layer from {where}: {type(error).__name__}: {error}"
+    return theirs.to(next(layer.parameters()).device).train(layer.training), where
 
 
 def dense_conv(layer: BoxConv2d, dtype: torch.dtype) -> nn.Conv2d:
@@ -208,6 +232,15 @@ def run_size(size: int, args: argparse.Namespace, x: Tensor) -> dict:
         "agreement_error": error,  # max |box - dense| / max |dense|
         "paths": {},
     }
+    theirs, result["authors_source"] = authors_layer(box)
+    if theirs is not None:
+        with torch.no_grad():
+            expected = box(x).float()
+            result["authors_agreement_error"] = float((theirs(x).float() - expected).abs().max() / expected.abs().max())
+        if result["authors_agreement_error"] <= AGREEMENT_TOLERANCE[x.dtype]:
+            paths["authors"] = theirs
+        else:
+            result["authors_source"] += f" (skipped: outputs differ from ours by {result['authors_agreement_error']:.2e} of the largest)"
     for name, module in paths.items():
         repeats = args.dense_repeats if name == "dense" else args.repeats
         result["paths"][name] = measure_path(module, x, args.warmup, repeats, args.budget, f"size {size} {PATH_LABELS[name]}")
@@ -221,6 +254,9 @@ def run_size(size: int, args: argparse.Namespace, x: Tensor) -> dict:
         }
     if "reference" in measured:
         result["ratios"]["reference_over_box_fwd_bwd"] = measured["reference"]["fwd_bwd"]["ms"] / measured["box"]["fwd_bwd"]["ms"]
+    if "authors" in measured:
+        result["ratios"]["authors_over_box_fwd_bwd"] = measured["authors"]["fwd_bwd"]["ms"] / measured["box"]["fwd_bwd"]["ms"]
+        result["ratios"]["authors_over_box_fwd"] = measured["authors"]["fwd"]["ms"] / measured["box"]["fwd"]["ms"]
     return result
 
 
@@ -304,6 +340,8 @@ def markdown_report(report: dict) -> str:
         *(f"- {target}: {verdict}" for target, verdict in report["verdicts"].items()),
         "",
         "## Measurements",
+        "",
+        f"Authors' layer (shrubb/box-convolutions): {report['results'][0]['authors_source'] if report['results'] else 'n/a'}.",
         "",
         *measurement_table(report["results"]),
         "",

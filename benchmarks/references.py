@@ -8,6 +8,8 @@ of the authors' repository):
 
     git clone https://github.com/ShayanPersonal/checkered-cnn      $FARCONV_REFS/checkered-cnn
     git clone https://github.com/d-li14/octconv.pytorch            $FARCONV_REFS/octconv.pytorch
+    git clone https://github.com/shrubb/box-convolutions          $FARCONV_REFS/box-convolutions
+    (cd $FARCONV_REFS/box-convolutions && python setup.py build_ext --inplace)   # its C++/CUDA extension
 
 `dcls` 0.1.1 (the DCLS authors' package) is a test dependency of farconv, installed by pip.
 """
@@ -24,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = {
     "checkered-cnn": "https://github.com/ShayanPersonal/checkered-cnn",
     "octconv.pytorch": "https://github.com/d-li14/octconv.pytorch",
+    "box-convolutions": "https://github.com/shrubb/box-convolutions",
 }
 
 
