@@ -9,12 +9,12 @@ causal (sequence models); 2-D layers use centred `same` padding.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from layers.flexconv.functional import IMPLEMENTATIONS, continuous_conv
+from layers.flexconv.functional import IMPLEMENTATIONS, FftThreshold, continuous_conv, fft_threshold_for
 from layers.flexconv.grid import Horizon, PositionGrid, check_horizon, grid_size
 from layers.flexconv.kernelnets import MAGNet, MultiplicativeFilterNet
 from layers.flexconv.kernelnets.base import KernelNetFactory
@@ -36,8 +36,9 @@ class CKConv(nn.Module):
         sampling_rate_norm: multiplies the kernel; `(source / target)^dim` keeps the response of a
             kernel trained at one resolution when it is sampled at another (see `resample_kernels`).
         impl: `auto` (FFT once the kernel has `fft_threshold` elements), `spatial` or `fft`.
-        fft_threshold: kernel elements (product of its sizes) from which `auto` uses the FFT; the
-            default is the crossover `benchmarks/flexconv.py` measured on a CPU (2-D: 9x9, 1-D: 63).
+        fft_threshold: kernel elements (product of its sizes) from which `auto` uses the FFT: an
+            int, a mapping per rank `{"1d": ..., "2d": ...}`, or None for the crossover
+            `benchmarks/flexconv.py` measured on a CPU (`layers.flexconv.functional.FFT_THRESHOLDS`).
         regularize_target: `gabor` adds the anti-aliasing penalty of the kernel network's Gabor
             filters to the training loss (`auxiliary_loss`); None disables it.
         regularize_factor: weight of that penalty.
@@ -66,7 +67,7 @@ class CKConv(nn.Module):
         stride: int = 1,
         sampling_rate_norm: float = 1.0,
         impl: str = "auto",
-        fft_threshold: int = 64,
+        fft_threshold: FftThreshold = None,
         regularize_target: str | None = None,
         regularize_factor: float = 0.1,
         regularize_gauss_stddevs: float = 2.0,
@@ -79,7 +80,9 @@ class CKConv(nn.Module):
             raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must be >= 1")
         if dim not in (1, 2):
             raise ValueError(f"{name}: dim={dim} must be 1 (causal sequences) or 2 (images)")
-        if stride < 1 or sampling_rate_norm <= 0 or fft_threshold < 1:
+        if isinstance(fft_threshold, Mapping):
+            fft_threshold = dict(fft_threshold)  # a plain dict, also when Hydra passes a DictConfig
+        if stride < 1 or sampling_rate_norm <= 0 or fft_threshold_for(fft_threshold, dim) < 1:
             raise ValueError(f"{name}: stride={stride} and fft_threshold={fft_threshold} must be >= 1, sampling_rate_norm={sampling_rate_norm} > 0")
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"{name}: impl={impl!r} must be one of {', '.join(IMPLEMENTATIONS)}")
@@ -106,6 +109,7 @@ class CKConv(nn.Module):
         self._grid = PositionGrid()
         self.grid_size: tuple[int, ...] | None = grid_size(self.horizon, (1,) * dim, self.causal) if isinstance(self.horizon, int) else None
         self.kernel_size: tuple[int, ...] | None = None  # of the last kernel generated
+        self._kernel_cache: tuple[tuple, Tensor, tuple[int, ...], tuple[int, ...]] | None = None
 
     def _check_regularizer(self, target: str | None, factor: float, gauss_stddevs: float, form: str, init: str) -> None:
         name = type(self).__name__
@@ -161,8 +165,24 @@ class CKConv(nn.Module):
             raise ValueError(f"{type(self).__name__}: input of shape {tuple(x.shape)} must be {shape} with C={self.in_channels}")
         if self._band_limit_pending and self.training:
             self.band_limit(grid_size(self.horizon, x.shape[2:], self.causal))
-        kernel = self.generate_kernel(x.shape[2:], x).to(x.dtype)
+        kernel = self._kernel_for(x)
         return continuous_conv(x, kernel, self.bias, self.causal, self.stride, self.impl, self.fft_threshold)
+
+    def _kernel_for(self, x: Tensor) -> Tensor:
+        """The kernel for input `x`; in eval mode without autograd, the last one again while the
+        layer's parameters and buffers (their storage and `_version`, which every in-place update
+        bumps), settings, input size, dtype and device are unchanged. Training mode, autograd or
+        `torch.compile` always generate it afresh (and drop what was kept)."""
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            self._kernel_cache = None
+            return self.generate_kernel(x.shape[2:], x).to(x.dtype)
+        state = tuple((tensor.data_ptr(), tensor._version) for tensor in (*self.parameters(), *self.buffers()))
+        key = (tuple(x.shape[2:]), x.dtype, x.device, self.extra_repr(), state)
+        if self._kernel_cache is None or self._kernel_cache[0] != key:
+            kernel = self.generate_kernel(x.shape[2:], x).to(x.dtype)
+            self._kernel_cache = (key, kernel, self.grid_size, self.kernel_size)
+        _, kernel, self.grid_size, self.kernel_size = self._kernel_cache
+        return kernel
 
     def auxiliary_loss(self) -> Tensor | None:
         """The weighted anti-aliasing penalty at the last grid size (`layers.factory.AuxiliaryLoss`);

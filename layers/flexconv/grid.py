@@ -46,11 +46,13 @@ def samples_per_unit(size: int) -> float:
 
 
 class PositionGrid:
-    """Caches the 1-D coordinates `linspace(-1, 1, N)` per size, device and dtype, and builds
-    the `(P, D)` positions of a (cropped) grid from slices of them."""
+    """Caches the 1-D coordinates `linspace(-1, 1, N)` per size, device and dtype, and the
+    `(P, D)` positions of each (cropped) grid built from slices of them: a crop that did not
+    change is not rebuilt."""
 
     def __init__(self) -> None:
         self._axes: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
+        self._positions: dict[tuple, tuple[tuple[Tensor, ...], Tensor]] = {}
 
     def axis(self, size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """`(size,)` coordinates in `[-1, 1]` (a single sample sits at 0)."""
@@ -60,7 +62,19 @@ class PositionGrid:
         return self._axes[key]
 
     def positions(self, axes: Sequence[Tensor]) -> Tensor:
-        """`(prod K_d, D)` positions of the grid spanned by 1-D coordinates `axes` (row-major, last dim fastest)."""
+        """`(prod K_d, D)` positions of the grid spanned by 1-D coordinates `axes` (row-major, last dim fastest).
+
+        Kept per set of axes (their memory, length and stride); the entry holds the axes, so that
+        memory is never reused by other tensors while the entry exists."""
         if len(axes) == 1:
             return axes[0].unsqueeze(1)
-        return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
+        if torch.compiler.is_compiling() or any(axis.requires_grad for axis in axes):
+            return _meshgrid(axes)
+        key = tuple((axis.data_ptr(), axis.numel(), axis.stride(0), axis.dtype, axis.device, axis._version) for axis in axes)
+        if key not in self._positions:
+            self._positions[key] = (tuple(axes), _meshgrid(axes))
+        return self._positions[key][1]
+
+
+def _meshgrid(axes: Sequence[Tensor]) -> Tensor:
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
 
-from layers.flexconv.functional import continuous_conv, fft_conv, spatial_conv, use_fft
+from layers.flexconv.functional import FFT_THRESHOLDS, continuous_conv, fft_conv, fft_threshold_for, spatial_conv, use_fft
 
 
 def test_causal_conv_by_hand():
@@ -88,6 +89,55 @@ def test_auto_picks_the_fft_from_the_threshold():
         use_fft((3,), "cuda", 50)
 
 
+def test_the_threshold_is_set_per_rank():
+    per_rank = {"1d": 31, "2d": 121}
+    assert use_fft((31,), "auto", per_rank) and not use_fft((30,), "auto", per_rank)
+    assert use_fft((11, 11), "auto", per_rank) and not use_fft((9, 13), "auto", per_rank)
+    assert fft_threshold_for({"2d": 5}, 1) == FFT_THRESHOLDS[1]  # a rank left out keeps the measured default
+    assert fft_threshold_for(None, 2) == FFT_THRESHOLDS[2] and fft_threshold_for(7, 2) == 7
+    side = math.isqrt(FFT_THRESHOLDS[2])
+    assert use_fft((side, side), "auto") and not use_fft((side - 2, side - 2), "auto")
+    with pytest.raises(ValueError, match="fft_threshold keys must be 1d, 2d"):
+        use_fft((3, 3), "auto", {"3d": 5})
+
+
+def test_the_layer_takes_a_per_rank_threshold_from_a_config():
+    from omegaconf import OmegaConf
+
+    from layers.flexconv import CKConv1d, CKConv2d
+
+    thresholds = OmegaConf.create({"1d": 1000, "2d": 9})
+    one, two = CKConv1d(2, 2, 31, fft_threshold=thresholds), CKConv2d(2, 2, 3, fft_threshold=thresholds)
+    assert one.fft_threshold == {"1d": 1000, "2d": 9} and type(one.fft_threshold) is dict
+    assert not use_fft((31,), one.impl, one.fft_threshold) and use_fft((3, 3), two.impl, two.fft_threshold)
+    with pytest.raises(ValueError, match="fft_threshold keys"):
+        CKConv2d(2, 2, 3, fft_threshold={"2D": 9})
+
+
+@pytest.mark.parametrize("causal, x_shape, k_shape", [(False, (4, 6, 20, 18), (5, 6, 13, 9)), (True, (4, 6, 100), (5, 6, 37))])
+def test_fft_values_and_gradients_match_the_spatial_path_in_float32(causal, x_shape, k_shape):
+    torch.manual_seed(5)
+    x = torch.randn(*x_shape, requires_grad=True)
+    kernel = (torch.randn(*k_shape) / math.prod(k_shape[2:]) ** 0.5).requires_grad_()
+    bias = torch.randn(k_shape[0], requires_grad=True)
+    grad_out = torch.randn(x_shape[0], k_shape[0], *x_shape[2:])
+    results = []
+    for conv in (spatial_conv, fft_conv):
+        out = conv(x, kernel, bias, causal=causal)
+        results.append((out, *torch.autograd.grad(out, (x, kernel, bias), grad_out)))
+    for fft_value, spatial_value in zip(results[1], results[0]):
+        assert torch.allclose(fft_value, spatial_value, atol=2e-4, rtol=1e-4)
+
+
+def test_the_2d_spatial_path_runs_channels_last_on_cpu():
+    torch.manual_seed(6)
+    x, kernel = torch.randn(2, 4, 9, 9), torch.randn(3, 4, 5, 5)
+    out = spatial_conv(x, kernel)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, torch.nn.functional.conv2d(x, kernel, padding=2), atol=1e-5)
+    assert torch.allclose(fft_conv(x.contiguous(memory_format=torch.channels_last), kernel), out, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "x, kernel, causal, message",
     [
@@ -100,3 +150,13 @@ def test_auto_picks_the_fft_from_the_threshold():
 def test_bad_inputs_are_named(x, kernel, causal, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         continuous_conv(x, kernel, causal=causal)
+
+
+@pytest.mark.parametrize("conv", ["flex", "ckconv"])
+def test_the_configs_take_the_measured_thresholds(conv):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(Path(__file__).resolve().parents[2] / "cfg" / "conv" / f"{conv}.yaml")
+    assert OmegaConf.to_container(config.fft_threshold) == {f"{rank}d": value for rank, value in FFT_THRESHOLDS.items()}
