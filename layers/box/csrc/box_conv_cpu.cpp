@@ -76,6 +76,27 @@ struct EdgeRuns {
     }
     for (int j = end; j < out_w; ++j) out[j] += last;
   }
+
+  // The adjoint of the interpolation: scattered[l] += sign * w[j] * (weight of entry l at this edge).
+  void scatter(int W, int stride, int out_w, const acc_t* __restrict w, acc_t sign, acc_t* __restrict scattered) const {
+    acc_t before = 0, after = 0;
+    for (int j = 0; j < begin; ++j) before += w[j];
+    for (int j = end; j < out_w; ++j) after += w[j];
+    scattered[0] += sign * before;
+    scattered[W] += sign * after;
+    const acc_t low = sign * (1 - fraction), high = sign * fraction;
+    if (stride == 1) {
+      acc_t* __restrict at = scattered + offset;
+      for (int j = begin; j < end; ++j) at[j] += low * w[j];
+      for (int j = begin; j < end; ++j) at[j + 1] += high * w[j];
+    } else {
+      for (int j = begin; j < end; ++j) {
+        const int k = j * stride + offset;
+        scattered[k] += low * w[j];
+        scattered[k + 1] += high * w[j];
+      }
+    }
+  }
 };
 
 // One box, as the per-row work sees it, with buffers reused from row to row.
@@ -224,6 +245,7 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, con
     std::vector<acc_t> scattered(W + 1);  // output gradients spread onto the prefix columns
     std::vector<int> left_slope(out_w), right_slope(out_w);
     std::vector<acc_t> w(out_w);  // grad * scale of one output row
+    std::vector<acc_t> sums(out_w);  // the box sums of one output row
     for (int64_t box = begin; box < end; ++box) {
       for (int j = 0; j < out_w; ++j) {
         left_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_lo[box], W, false);
@@ -237,18 +259,20 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, con
         for (int i = 0; i < out_h; ++i, g += out_w) {
           std::fill(scattered.begin(), scattered.end(), acc_t(0));
           acc_t column_terms[2] = {0, 0};
-          acc_t weighted_sums = 0;
           rows.combine(i);
+          const acc_t* row = rows.row.data();
+          for (int j = 0; j < out_w; ++j) w[j] = g[j] * scale[box];
+          // the box sums themselves first (as the forward forms them), then weighted: a difference
+          // of the two edges' weighted totals would cancel away float32's digits
+          std::fill(sums.begin(), sums.end(), acc_t(0));
+          rows.right_runs.add_to(row, W, stride_w, out_w, acc_t(1), sums.data());
+          rows.left_runs.add_to(row, W, stride_w, out_w, acc_t(-1), sums.data());
+          const acc_t weighted_sums = dot(w.data(), sums.data(), out_w);
+          rows.right_runs.scatter(W, stride_w, out_w, w.data(), acc_t(1), scattered.data());
+          rows.left_runs.scatter(W, stride_w, out_w, w.data(), acc_t(-1), scattered.data());
           for (int j = 0; j < out_w; ++j) {
-            w[j] = g[j] * scale[box];
-            weighted_sums += w[j] * (lerp(rows.row.data(), 1, rows.right[j]) - lerp(rows.row.data(), 1, rows.left[j]));
-            const Taps<acc_t> l = rows.left[j], r = rows.right[j];
-            scattered[r.cell] += w[j] * (1 - r.fraction);
-            scattered[r.cell + 1] += w[j] * r.fraction;
-            scattered[l.cell] -= w[j] * (1 - l.fraction);
-            scattered[l.cell + 1] -= w[j] * l.fraction;
-            if (left_slope[j] >= 0) column_terms[0] += w[j] * (rows.row[left_slope[j] + 1] - rows.row[left_slope[j]]);
-            if (right_slope[j] >= 0) column_terms[1] += w[j] * (rows.row[right_slope[j] + 1] - rows.row[right_slope[j]]);
+            if (left_slope[j] >= 0) column_terms[0] += w[j] * (row[left_slope[j] + 1] - row[left_slope[j]]);
+            if (right_slope[j] >= 0) column_terms[1] += w[j] * (row[right_slope[j] + 1] - row[right_slope[j]]);
           }
           const int top = slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false);
           const int bottom = slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true);
