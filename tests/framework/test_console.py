@@ -8,14 +8,27 @@ import warnings
 from engine.runlog import LOG_NAME, console_for_users, run_log
 
 
+def _warning_state() -> str:
+    """What decides whether a warning reaches the console, for a failure message."""
+    warnings_logger = logging.getLogger("py.warnings")
+    return (
+        f"py.warnings disabled={warnings_logger.disabled} level={warnings_logger.level} "
+        f"handlers={warnings_logger.handlers} captured={logging._warnings_showwarning is not None} "
+        f"filters={warnings.filters[:4]}"
+    )
+
+
 def test_warnings_reach_console_and_run_log_noise_only_the_run_log(tmp_path, capsys):
-    with console_for_users():
+    state = _warning_state()
+    # "always": whatever filters earlier tests or imported libraries left, each warning is shown
+    with warnings.catch_warnings(), console_for_users():
+        warnings.simplefilter("always")
         logging.getLogger("farconv.test").warning("logged before the run folder is known")
         with run_log(tmp_path):
             warnings.warn("Checkpoint directory /somewhere exists and is not empty.")
             warnings.warn("a warning the user needs")
     console = capsys.readouterr().err
-    assert "a warning the user needs" in console and "exists and is not empty" not in console
+    assert "a warning the user needs" in console and "exists and is not empty" not in console, state
     written = (tmp_path / LOG_NAME).read_text()
     assert written.index("logged before the run folder is known") < written.index("exists and is not empty")
     assert "a warning the user needs" in written and "\n\n" not in written
