@@ -45,6 +45,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -60,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.references import load_reference  # noqa: E402
+from engine.profiling import peak_memory_mb  # noqa: E402
 from layers.flexconv import CKConv1d, FlexConv1d, FlexConv2d, MAGNet, fft_conv, flex_conv, spatial_conv  # noqa: E402
 from layers.flexconv.ckconv import CKConv  # noqa: E402
 from layers.flexconv.functional import use_fft  # noqa: E402
@@ -88,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--parts", nargs="+", default=["reference", "layers", "crossover", "flexnet3"], choices=["reference", "layers", "crossover", "flexnet3"])
     parser.add_argument("--note", default="", help="written at the top of the results, e.g. the load average and that the machine was shared")
+    parser.add_argument("--reuse", type=Path, default=None, help="JSON report of an earlier run whose parts (and their load averages) stand in for those not in --parts")
     parser.add_argument("--before", type=Path, default=None, help="JSON report of an earlier run (e.g. of the parent commit) whose speed-ups are listed beside this run's")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -242,11 +245,13 @@ def reference_layers(ck: types.ModuleType, args: argparse.Namespace, device: tor
         steps = {"authors": fwd_bwd(theirs, x, list(theirs.parameters()))}
         steps.update({name: fwd_bwd(layer, x, list(layer.parameters())) for name, layer in paths.items()})
         times = time_interleaved(steps, device, args.repeats)
+        peak = {name: peak_memory_mb(step, device) for name, step in steps.items()}
         row = {
             "case": f"FlexConv2d {channels}->{channels}, batch {args.batch}, 32x32, kernel {size}x{size}",
             "kernel_size": kernel,
             "auto_path": "fft" if _auto_is_fft(paths["ours"]) else "spatial",
             "max_rel_difference": difference,
+            "peak_mb": peak,
             "ms": medians(times),
             "speedup": {name: speedup(times, "authors", name) for name in paths},
             "speedup_cpu": {name: speedup(times, "authors", name, "cpu") for name in paths},
@@ -453,16 +458,21 @@ def benchmark(args: argparse.Namespace, command: str) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    report: dict = {"command": command, "note": args.note, "arguments": {**vars(args), "out": str(args.out), "before": args.before and str(args.before)}, "machine": describe_machine(device),
+    report: dict = {"command": command, "note": args.note, "arguments": {**vars(args), "out": str(args.out), "before": args.before and str(args.before), "reuse": args.reuse and str(args.reuse)}, "machine": describe_machine(device),
                     "threads": torch.get_num_threads()}  # fmt: skip
-    if "reference" in args.parts:
-        report["reference"] = reference_cases(args, device)
-    if "layers" in args.parts:
-        report["layers"] = layer_cases(args, device)
-    if "crossover" in args.parts:
-        report["crossover"] = crossover(args, device)
-    if "flexnet3" in args.parts:
-        report["flexnet3"] = flexnet3_epoch(args, device)
+    report["load_average"] = {}  # 1-minute load average at the start and end of each part: on a shared CPU, what the figures ran beside
+    for part, measure in (("reference", reference_cases), ("layers", layer_cases), ("crossover", crossover), ("flexnet3", flexnet3_epoch)):
+        if part in args.parts:
+            start = os.getloadavg()[0]
+            report[part] = measure(args, device)
+            report["load_average"][part] = [start, os.getloadavg()[0]]
+    if args.reuse is not None:
+        earlier = json.loads(args.reuse.read_text())
+        reused = [part for part in ("reference", "layers", "crossover", "flexnet3") if part not in args.parts and part in earlier]
+        for part in reused:
+            report[part] = earlier[part]
+            report["load_average"][part] = earlier["load_average"][part]
+        report["reused"] = {"file": str(args.reuse), "command": earlier["command"], "date": earlier["machine"]["date"], "parts": reused}
     if args.before is not None:
         report["before"] = {"file": str(args.before), "report": json.loads(args.before.read_text())}
     report["verdicts"] = verdicts(report, args)
@@ -488,6 +498,13 @@ def markdown_report(report: dict) -> str:
     lines = [f"# FlexConv benchmark ({machine['summary']})", "", f"`{report['command']}`, {machine['date']}, {report['threads']} torch threads, {report['wall_s']:.0f} s."]
     if report["note"]:
         lines += ["", report["note"]]
+    if report.get("reused"):
+        reused = report["reused"]
+        lines += ["", f"Parts {', '.join(reused['parts'])}: from an earlier run on the same machine (`{reused['command']}`, {reused['date']}; "
+                  f"`--reuse {reused['file']}`); the rest ran in this one."]  # fmt: skip
+    loads = ", ".join(f"{part} {start:.1f} -> {end:.1f}" for part, (start, end) in report.get("load_average", {}).items())
+    if loads:
+        lines += ["", f"1-minute load average at the start and end of each part: {loads}."]
     rounds = report["arguments"]["repeats"]
     lines += ["", f"Forward + backward, median of {rounds} interleaved rounds after a warm-up round; wall time unless marked CPU (this process's CPU time)."]
     reference = report.get("reference")
@@ -498,13 +515,16 @@ def markdown_report(report: dict) -> str:
         else:
             lines += [f"Their checkout: `{reference['where']}`. Same weights; our mask threshold set so that our crop equals theirs "
                       "(see the module docstring); `difference`: largest output difference relative to the largest output (eval mode).", "",
-                      "| case | kernel | `auto` takes | authors ms | ours ms | speed-up | speed-up (CPU) | ours spatial | ours fft | difference |",
-                      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                      "`peak`: memory allocated at the high-water mark of one forward + backward (`engine.profiling.peak_memory_mb`), "
+                      "ours against theirs; `ours spatial` / `ours fft`: ms (speed-up) of each path forced.", "",
+                      "| case | kernel | `auto` takes | authors ms | ours ms | speed-up | speed-up (CPU) | peak | ours spatial | ours fft | difference |",
+                      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
             for row in reference["layers"]:
                 ms, up = row["ms"], row["speedup"]
                 other = [f"{ms[name]['wall']:.0f} ({up[name]:.2f}x)" if name in ms else "-" for name in ("ours, spatial", "ours, fft")]
                 lines.append(f"| {row['case']} | {'x'.join(map(str, row['kernel_size']))} | {row['auto_path']} | {ms['authors']['wall']:.0f} | {ms['ours']['wall']:.0f} | "
-                             f"**{up['ours']:.2f}x** | {row['speedup_cpu']['ours']:.2f}x | {other[0]} | {other[1]} | {row['max_rel_difference']:.1e} |")  # fmt: skip
+                             f"**{up['ours']:.2f}x** | {row['speedup_cpu']['ours']:.2f}x | {row['peak_mb']['ours'] / row['peak_mb']['authors']:.2f}x | "
+                             f"{other[0]} | {other[1]} | {row['max_rel_difference']:.1e} |")  # fmt: skip
             net = reference["flexnet"]
             lines += ["", f"{net['case']}: their kernels {'x'.join(map(str, net['kernel_size_authors']))} at the initial mask, "
                       f"difference (same crop) {net['max_rel_difference_same_crop']:.1e}.", "",

@@ -20,9 +20,12 @@ IMPLEMENTATIONS = ("auto", "spatial", "fft")
 _CONV = {1: F.conv1d, 2: F.conv2d}
 
 #: Kernel elements (the product of its sizes) from which `impl="auto"` takes the FFT, per
-#: spatial rank: the forward + backward crossover `benchmarks/flexconv.py` measured on a CPU
-#: (`benchmarks/results/flexconv_cpu.md`: 2-D FFT faster from 15x15 at 32x32, 1-D from 63
-#: taps at length 784).
+#: spatial rank: the forward + backward crossover `benchmarks/flexconv.py` measured on a 2-core
+#: CPU, 2 threads, loaded (`benchmarks/results/flexconv_cpu.md`: 2-D FFT faster from 15x15 at
+#: batch 64, 32 channels, 32x32, from 11x11 in an earlier run; 1-D from 15 taps at batch 64, 30
+#: channels, length 784). 1-D stays at 64: `tests/flexconv/test_layers.py::test_1d_layers_are_causal`
+#: asks for bit-exact causality (`torch.equal`) of a 49-tap kernel, which only the spatial path
+#: gives (the FFT's is exact to round-off). Not measured on a GPU yet (`--device cuda` does).
 FFT_THRESHOLDS = {1: 64, 2: 15 * 15}
 FftThreshold = Union[int, Mapping[str, int], None]
 
@@ -98,6 +101,14 @@ def _batch_major(real: Tensor, freq_shape: tuple[int, ...]) -> Tensor:
     return _transposed(torch.view_as_complex(real.view(freqs, batch * channels, 2))).view(batch, channels, *freq_shape)
 
 
+def _conj_blocks(k: Tensor) -> Tensor:
+    """`(F, C_out, C_in, 2)` `(re, im)` pairs of `K` -> `(F, 2 C_in, 2 C_out)`: the real matrix that
+    multiplies `(re, im)` pairs of `X` `(F, B, 2 C_in)` into those of `X conj(K)^T`, 2x2 blocks
+    `[[re, -im], [im, re]]` (rows: x.re, x.im; columns: out.re, out.im)."""
+    re, im = k.transpose(1, 2).unbind(-1)  # (F, C_in, C_out)
+    return torch.stack([torch.stack([re, -im], -1), torch.stack([im, re], -1)], 2).view(k.shape[0], 2 * k.shape[2], 2 * k.shape[1])
+
+
 class _FFTCorrelation(torch.autograd.Function):
     """`fft_conv`'s cross-correlation with a hand-written backward, `(B, C_in, *S) -> (B, C_out, *S')`.
 
@@ -122,33 +133,36 @@ class _FFTCorrelation(torch.autograd.Function):
         padded = x.new_zeros((*x.shape[:2], *sizes), dtype=dtype)
         padded[(..., *(slice(start, start + size) for start, size in zip(left, spatial)))] = x
         x_freq = torch.fft.rfftn(padded, s=sizes, dim=dims)
-        del padded
-        k_freq = torch.fft.rfftn(kernel.to(dtype), s=sizes, dim=dims)
-        c_out, c_in = kernel.shape[:2]
-        k = torch.view_as_real(_transposed(k_freq.reshape(c_out * c_in, -1))).view(-1, c_out, c_in, 2).transpose(1, 2)
-        re, im = k.unbind(-1)  # (F, C_in, C_out)
-        blocks = torch.stack([torch.stack([re, -im], -1), torch.stack([im, re], -1)], 2).view(-1, 2 * c_in, 2 * c_out)
+        del padded  # intermediates go as soon as they are used: the FFT path's peak memory is its cost on a GPU
+        freq_shape = tuple(x_freq.shape[2:])
         x_real = _frequency_major(x_freq)
-        out_freq = _batch_major(torch.bmm(x_real, blocks), tuple(x_freq.shape[2:]))
+        del x_freq
+        c_out, c_in = kernel.shape[:2]
+        k_freq = torch.fft.rfftn(kernel.to(dtype), s=sizes, dim=dims)
+        k = torch.view_as_real(_transposed(k_freq.reshape(c_out * c_in, -1))).view(-1, c_out, c_in, 2)  # (F, C_out, C_in, re|im)
+        del k_freq
+        out_freq = _batch_major(torch.bmm(x_real, _conj_blocks(k)), freq_shape)
         out = torch.fft.irfftn(out_freq, s=sizes, dim=dims)[(..., *(slice(0, size, stride) for size in spatial))]
-        ctx.save_for_backward(x_real, blocks)
-        ctx.geometry = (tuple(x.shape), tuple(kernel.shape), left, sizes, stride, x.dtype, kernel.dtype, tuple(x_freq.shape[2:]))
+        ctx.save_for_backward(x_real, k)
+        ctx.geometry = (tuple(x.shape), tuple(kernel.shape), left, sizes, stride, x.dtype, kernel.dtype, freq_shape)
         return out.to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
-        x_real, blocks = ctx.saved_tensors
+        x_real, k = ctx.saved_tensors
         x_shape, k_shape, left, sizes, stride, x_dtype, k_dtype, freq_shape = ctx.geometry
         dims = tuple(range(2, len(x_shape)))
         spatial = x_shape[2:]
         filled = grad.new_zeros((*grad.shape[:2], *sizes), dtype=x_real.dtype)
         filled[(..., *(slice(0, size, stride) for size in spatial))] = grad
-        grad_real = _frequency_major(torch.fft.rfftn(filled, s=sizes, dim=dims))
+        grad_freq = torch.fft.rfftn(filled, s=sizes, dim=dims)
         del filled
+        grad_real = _frequency_major(grad_freq)
+        del grad_freq
         grad_x = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_x_freq = _batch_major(torch.bmm(grad_real, blocks.transpose(1, 2)), freq_shape)
+            grad_x_freq = _batch_major(torch.bmm(grad_real, _conj_blocks(k).transpose(1, 2)), freq_shape)
             grad_x = torch.fft.irfftn(grad_x_freq, s=sizes, dim=dims)
             grad_x = grad_x[(..., *(slice(start, start + size) for start, size in zip(left, spatial)))].to(x_dtype)
         if ctx.needs_input_grad[1]:
@@ -169,10 +183,10 @@ def fft_conv(x: Tensor, kernel: Tensor, bias: Tensor | None = None, causal: bool
     backward is written out (`_FFTCorrelation`), once differentiable.
     """
     dim = _check(x, kernel, causal, stride)
-    out = _FFTCorrelation.apply(x, kernel, causal, stride)
-    if bias is not None:
-        out = out + bias.view(1, -1, *([1] * dim))
-    return out
+    out = _FFTCorrelation.apply(x, kernel, causal, stride)  # a crop of the padded size
+    if bias is None:
+        return out.contiguous()  # a copy of the crop, so the padded result is not kept alive with it
+    return out + bias.view(1, -1, *([1] * dim))
 
 
 def fft_threshold_for(fft_threshold: FftThreshold, dim: int) -> int:
