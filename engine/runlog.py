@@ -98,11 +98,15 @@ def console_for_users() -> Iterator[None]:
     warnings_logger.addHandler(warnings_console)
     warnings_logger.addFilter(_without_trailing_newline)
     warnings_logger.propagate = False  # the root logger may have a console handler of Hydra's
+    # its own level: inherited from the root logger, which a library may have raised
+    # above WARNING, warnings would vanish
+    warnings_level, warnings_logger.level = warnings_logger.level, logging.WARNING
     logging.captureWarnings(True)
     try:
         yield
     finally:
         logging.captureWarnings(False)
+        warnings_logger.level = warnings_level
         warnings_logger.propagate = True
         warnings_logger.removeFilter(_without_trailing_newline)
         warnings_logger.removeHandler(warnings_console)

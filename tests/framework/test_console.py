@@ -13,9 +13,25 @@ def _warning_state() -> str:
     warnings_logger = logging.getLogger("py.warnings")
     return (
         f"py.warnings disabled={warnings_logger.disabled} level={warnings_logger.level} "
+        f"effective level={warnings_logger.getEffectiveLevel()} root level={logging.getLogger().level} "
         f"handlers={warnings_logger.handlers} captured={logging._warnings_showwarning is not None} "
         f"filters={warnings.filters[:4]}"
     )
+
+
+def test_warnings_reach_console_whatever_the_root_loggers_level(tmp_path, capsys):
+    """In the full suite an earlier test left the root logger above WARNING; the warnings
+    logger inherited it and dropped every warning."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), console_for_users():
+            warnings.simplefilter("always")
+            warnings.warn("a warning under a quiet root logger")
+    finally:
+        root.setLevel(level)
+    assert "a warning under a quiet root logger" in capsys.readouterr().err
 
 
 def test_warnings_reach_console_and_run_log_noise_only_the_run_log(tmp_path, capsys):
