@@ -106,14 +106,19 @@ class FlexConv(CKConv):
         return masks[0].unsqueeze(1) * masks[1].unsqueeze(0)
 
     def _inside_window(self, axis: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
-        """1 on the samples `crop_window` keeps, 0 elsewhere, computed with tensor operations."""
+        """1 on the samples `crop_window` keeps, 0 elsewhere: the same rule, computed with
+        tensor operations (no value leaves the graph)."""
         radius = (sigma.detach().abs().clamp_min(MIN_SIGMA) * math.sqrt(-2.0 * math.log(self.mask_threshold))).to(axis.dtype)
-        mean = mean.detach()
+        mean = mean.detach().to(axis.dtype)
+        size = len(axis)
+        ratio = self.sampling_rate_norm.to(axis.dtype) ** (-1.0 / self.dim)
+        coarse = samples_per_unit(size) / ratio
+        index = torch.arange(size, device=axis.device, dtype=axis.dtype)
         if self.causal:
-            inside = (axis >= mean - radius) | (torch.arange(len(axis), device=axis.device) == len(axis) - 1)
-        else:
-            inside = (axis.abs() <= mean.abs() + radius) | (axis == 0)
-        return inside.to(axis.dtype)
+            first = torch.round(torch.floor((mean - radius + 1.0) * coarse + 1e-9) * ratio).clamp(0, size - 1)
+            return (index >= first).to(axis.dtype)
+        half = torch.round(torch.ceil((mean.abs() + radius) * coarse - 1e-9) * ratio).clamp_max((size - 1) // 2)
+        return ((index - (size - 1) // 2).abs() <= half).to(axis.dtype)
 
     def extra_frequency(self) -> Tensor | None:
         if self.regularize_target != "gabor+mask":
