@@ -146,6 +146,23 @@ def fwd_bwd(module: Callable[[Tensor], Tensor], x: Tensor, parameters: list[nn.P
 # --- the authors' implementation ------------------------------------------------------------
 
 
+def timed_against_authors(
+    theirs: nn.Module, ours: dict[str, nn.Module], x: Tensor, device: torch.device, repeats: int
+) -> tuple[dict[str, Callable[[], None]], dict]:
+    """Forward + backward of the authors' module and each of `ours` on `x`, timed interleaved;
+    returns the steps (keyed `authors` and the names of `ours`) and the row fields `ms`,
+    `speedup` and `speedup_cpu` (authors' time / ours, wall and process CPU time)."""
+    steps = {"authors": fwd_bwd(theirs, x, list(theirs.parameters()))}
+    steps.update({name: fwd_bwd(module, x, list(module.parameters())) for name, module in ours.items()})
+    times = time_interleaved(steps, device, repeats)
+    timing = {
+        "ms": medians(times),
+        "speedup": {name: speedup(times, "authors", name) for name in ours},
+        "speedup_cpu": {name: speedup(times, "authors", name, "cpu") for name in ours},
+    }
+    return steps, timing
+
+
 def load_authors() -> tuple[types.ModuleType | None, types.ModuleType | None, str]:
     """`(ckconv.nn, models.ckresnet, where)` of the checkout, or `(None, None, why not)`.
 
@@ -242,19 +259,14 @@ def reference_layers(ck: types.ModuleType, args: argparse.Namespace, device: tor
         kernel = list(paths["ours"].kernel_size)
         if kernel != list(theirs.conv_kernel.shape[2:]):
             raise RuntimeError(f"crop mismatch at {size}: ours {kernel}, theirs {list(theirs.conv_kernel.shape[2:])}")
-        steps = {"authors": fwd_bwd(theirs, x, list(theirs.parameters()))}
-        steps.update({name: fwd_bwd(layer, x, list(layer.parameters())) for name, layer in paths.items()})
-        times = time_interleaved(steps, device, args.repeats)
-        peak = {name: peak_memory_mb(step, device) for name, step in steps.items()}
+        steps, timing = timed_against_authors(theirs, paths, x, device, args.repeats)
         row = {
             "case": f"FlexConv2d {channels}->{channels}, batch {args.batch}, 32x32, kernel {size}x{size}",
             "kernel_size": kernel,
             "auto_path": "fft" if _auto_is_fft(paths["ours"]) else "spatial",
             "max_rel_difference": difference,
-            "peak_mb": peak,
-            "ms": medians(times),
-            "speedup": {name: speedup(times, "authors", name) for name in paths},
-            "speedup_cpu": {name: speedup(times, "authors", name, "cpu") for name in paths},
+            "peak_mb": {name: peak_memory_mb(step, device) for name, step in steps.items()},
+            **timing,
         }
         log(f"reference {row['case']}: {row['speedup']} (difference {difference:.1e})")
         rows.append(row)
@@ -322,17 +334,13 @@ def reference_flexnet(resnet: types.ModuleType, args: argparse.Namespace, device
     kernels = {name: list(net.stem[0].kernel_size) for name, net in nets.items()}
     for net in (theirs, *nets.values()):
         net.train()
-    steps = {"authors": fwd_bwd(theirs, x, list(theirs.parameters()))}
-    steps.update({name: fwd_bwd(net, x, list(net.parameters())) for name, net in nets.items()})
-    times = time_interleaved(steps, device, args.repeats)
+    _, timing = timed_against_authors(theirs, nets, x, device, args.repeats)
     row = {
         "case": f"FlexNet-{blocks}, batch {args.batch}, 3x32x32, train mode",
         "kernel_size_authors": [initial_size, initial_size],
         "kernel_size": kernels,
         "max_rel_difference_same_crop": difference,
-        "ms": medians(times),
-        "speedup": {name: speedup(times, "authors", name) for name in nets},
-        "speedup_cpu": {name: speedup(times, "authors", name, "cpu") for name in nets},
+        **timing,
     }
     log(f"reference {row['case']}: {row['speedup']} (difference {difference:.1e})")
     return row
