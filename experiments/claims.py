@@ -1,0 +1,192 @@
+"""Run a paper's claim as arms x seeds and write its table: `python -m experiments.claims`.
+
+Each claim of `experiments/claims.yaml` names the command-line overrides every arm shares and
+those of each arm. `run` trains every arm with every seed by `run_experiment.py`, one job at a
+time (seed-major, so a stopped run leaves balanced arms), and records what each job measured
+in `<runs>/<claim>/<arm>/seed<seed>/result.json`; jobs with a record are skipped when `run`
+is started again. `table` reads the records back and prints the claim's Markdown table (mean
+and sample standard deviation over seeds, then every seed) and writes them, with parameters
+and MACs per arm from `run_profiler.py`, to `experiments/<family>/claim_results.json`.
+
+    python -m experiments.claims list
+    python -m experiments.claims run checkered --seeds 0 1 2 --threads 1
+    python -m experiments.claims table checkered
+
+The checkpoint tested is the one the run selected on its validation split; the test set is
+used once per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "experiments" / "claims.yaml"
+DEFAULT_RUNS = REPO / "runs" / "claims"
+# Overrides of every job: plain CSV metrics (read back below), no progress bars in the log.
+JOB_OVERRIDES = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim: `arms` maps an arm's label to its overrides, after `common`."""
+
+    name: str
+    family: str
+    statement: str
+    common: list[str]
+    arms: dict[str, list[str]]
+
+    def overrides(self, arm: str, seed: int, extra: Sequence[str] = ()) -> list[str]:
+        return [*self.common, *self.arms[arm], *extra, f"seed={seed}"]
+
+
+def load_claims(path: Path = SPEC) -> dict[str, Claim]:
+    """The claims of `path`, by name; raises ValueError naming a claim that lacks a key."""
+    raw = yaml.safe_load(path.read_text())
+    claims = {}
+    for name, entry in raw.items():
+        missing = {"family", "statement", "common", "arms"} - set(entry)
+        if missing:
+            raise ValueError(f"{path.name}: claim {name!r} lacks {sorted(missing)}")
+        arms = {label: list(overrides or []) for label, overrides in entry["arms"].items()}
+        if len(arms) < 2:
+            raise ValueError(f"{path.name}: claim {name!r} has {len(arms)} arm(s); a claim compares at least 2")
+        claims[name] = Claim(name, entry["family"], " ".join(entry["statement"].split()), list(entry["common"]), arms)
+    return claims
+
+
+def metrics_of(run_folder: Path) -> dict[str, float]:
+    """Test accuracy, best validation accuracy and its step, from the run's CSV metrics."""
+    files = sorted(run_folder.rglob("metrics.csv"))
+    if not files:
+        raise FileNotFoundError(f"no metrics.csv under {run_folder}: did the run use logger=csv?")
+    with files[-1].open() as handle:
+        rows = list(csv.DictReader(handle))
+    tests = [float(row["test/acc"]) for row in rows if row.get("test/acc")]
+    validations = [(float(row["val/acc"]), int(row["step"])) for row in rows if row.get("val/acc")]
+    if not tests:
+        raise ValueError(f"{files[-1]} has no test/acc: the run did not reach its test")
+    best_val, best_step = max(validations, key=lambda pair: (pair[0], -pair[1])) if validations else (math.nan, -1)
+    return {"test_acc": 100 * tests[-1], "best_val_acc": 100 * best_val, "best_val_step": best_step,
+            "last_step": max(int(row["step"]) for row in rows)}
+
+
+def run_job(claim: Claim, arm: str, seed: int, runs: Path, threads: int, extra: Sequence[str] = ()) -> dict:
+    """Train one arm with one seed (unless its record exists) and return its record."""
+    folder = runs / claim.name / arm / f"seed{seed}"
+    record_file = folder / "result.json"
+    if record_file.exists():
+        return json.loads(record_file.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides = claim.overrides(arm, seed, extra)
+    command = [sys.executable, "run_experiment.py", *overrides, *JOB_OVERRIDES, f"paths.runs={folder}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    load_before = os.getloadavg()
+    start = time.time()
+    with (folder / "console.txt").open("w") as console:
+        returncode = subprocess.run(command, cwd=REPO, env=env, stdout=console, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - start
+    if returncode != 0:
+        raise RuntimeError(f"{claim.name}/{arm} seed {seed} failed (exit {returncode}); see {folder / 'console.txt'}")
+    record = {
+        "claim": claim.name, "arm": arm, "seed": seed, "overrides": overrides,
+        **metrics_of(folder), "wall_s": round(wall, 1), "threads": threads,
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    record_file.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def profile_arm(claim: Claim, arm: str, extra: Sequence[str] = ()) -> dict:
+    """Parameters and MACs per sample of an arm's net (`run_profiler.py profile.repeats=0`)."""
+    command = [sys.executable, "run_profiler.py", *claim.overrides(arm, 0, extra), "profile.repeats=0"]
+    output = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    cost = json.loads(output.strip().splitlines()[-1])
+    return {"params": cost["params"], "macs": cost["macs"], "conv_families": cost["conv_families"]}
+
+
+def summary(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table(claim: Claim, records: list[dict], costs: dict[str, dict]) -> str:
+    """The claim's Markdown table: one row per arm, mean ± std, then the seeds."""
+    lines = [
+        f"Claim: {claim.statement}",
+        "",
+        "| arm | parameters | MACs / sample | test accuracy (%) | best validation (%) | seeds | wall time per job (s) |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
+    for arm in claim.arms:
+        mine = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        cost = costs[arm]
+        seeds = ", ".join(f"{r['seed']}: {r['test_acc']:.2f}" for r in mine)
+        walls = [r["wall_s"] for r in mine]
+        lines.append(
+            f"| {arm} | {cost['params']:,} | {cost['macs'] / 1e6:.2f}M | {summary([r['test_acc'] for r in mine])} | "
+            f"{summary([r['best_val_acc'] for r in mine])} | {seeds} | {min(walls):.0f}-{max(walls):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.claims", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["list", "run", "table"])
+    parser.add_argument("claims", nargs="*", help="claim names (default: every claim)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of the jobs' run folders and records")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each job")
+    parser.add_argument("--set", dest="extra", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides added to every job, e.g. dataset.num_workers=0 (recorded with each job)")
+    args = parser.parse_args(argv)
+    claims = load_claims()
+    unknown = [name for name in args.claims if name not in claims]
+    if unknown:
+        parser.error(f"unknown claim(s) {unknown}; choose from {sorted(claims)}")
+    chosen = [claims[name] for name in (args.claims or claims)]
+    if args.action == "list":
+        for claim in chosen:
+            print(f"{claim.name} ({claim.family}): {claim.statement}  arms: {', '.join(claim.arms)}")
+        return 0
+    if args.action == "run":
+        for claim in chosen:
+            for seed in args.seeds:
+                for arm in claim.arms:
+                    record = run_job(claim, arm, seed, args.runs, args.threads, args.extra)
+                    print(f"{claim.name}/{arm} seed {seed}: test {record['test_acc']:.2f}% in {record['wall_s']:.0f} s", flush=True)
+        return 0
+    for claim in chosen:
+        records = [json.loads(path.read_text()) for path in sorted((args.runs / claim.name).glob("*/seed*/result.json"))]
+        costs = {arm: profile_arm(claim, arm, args.extra) for arm in claim.arms}
+        out = REPO / "experiments" / claim.family / "claim_results.json"
+        out.write_text(json.dumps({
+            "claim": claim.name, "statement": claim.statement, "common": claim.common, "arms": claim.arms,
+            "costs": costs, "jobs": records, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        }, indent=1) + "\n")
+        print(table(claim, records, costs))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
