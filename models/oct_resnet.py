@@ -119,12 +119,15 @@ class OctResNet(ResNet):
         alpha: low-frequency share of the octave layers, in [0, 1) (0 gives the plain ResNet).
         stage_alphas: one alpha per stage (default: `alpha`, and 0 for the last stage).
         high_to_low, low_to_high: switch those paths off in every octave layer (ablation).
+        high_to_low_downsample: `avg_pool` (the paper's) or `strided_conv` (Table 3's alternative).
         impl: `OctaveConv` implementation (`auto`, `fused`, `reference`).
         **resnet_options: `ResNet`'s arguments (`in_channels`, `num_classes`, `block`, `layers`, ...).
     """
 
     def __init__(self, alpha: float = 0.25, stage_alphas: Sequence[float] | None = None, high_to_low: bool = True,
-                 low_to_high: bool = True, impl: str = "auto", **resnet_options) -> None:  # fmt: skip
+                 low_to_high: bool = True, high_to_low_downsample: str = "avg_pool", impl: str = "auto",
+                 **resnet_options) -> None:  # fmt: skip
         check_alpha(alpha)
         super().__init__(**resnet_options)
-        convert_to_octave(self, alpha, stage_alphas, high_to_low=high_to_low, low_to_high=low_to_high, impl=impl)
+        convert_to_octave(self, alpha, stage_alphas, high_to_low=high_to_low, low_to_high=low_to_high,
+                          high_to_low_downsample=high_to_low_downsample, impl=impl)  # fmt: skip

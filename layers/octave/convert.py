@@ -24,7 +24,8 @@ from layers.octave.octave_conv import OctaveConv, check_alpha
 @functools.singledispatch
 def octave_layer(module: nn.Module, alpha_in: float, alpha_out: float, options: dict[str, Any]) -> nn.Module:
     """The octave version of one layer, mapping pairs of split `alpha_in` to pairs of split
-    `alpha_out`; `options` go to every `OctaveConv` (`high_to_low`, `low_to_high`, `impl`).
+    `alpha_out`; `options` go to every `OctaveConv` (`high_to_low`, `low_to_high`,
+    `high_to_low_downsample`, `impl`).
 
     Parameter-free layers (activations, pools, dropout, identity) act on both parts; any
     other type needs its own registered conversion.
@@ -71,8 +72,9 @@ def _(module: nn.Sequential, alpha_in: float, alpha_out: float, options: dict[st
     return nn.Sequential(*layers)
 
 
-def conversion_options(high_to_low: bool = True, low_to_high: bool = True, impl: str = "auto") -> dict[str, Any]:
-    return {"high_to_low": high_to_low, "low_to_high": low_to_high, "impl": impl}
+def conversion_options(high_to_low: bool = True, low_to_high: bool = True, high_to_low_downsample: str = "avg_pool",
+                       impl: str = "auto") -> dict[str, Any]:  # fmt: skip
+    return {"high_to_low": high_to_low, "low_to_high": low_to_high, "high_to_low_downsample": high_to_low_downsample, "impl": impl}
 
 
 @functools.singledispatch
@@ -83,7 +85,7 @@ def convert_to_octave(model: nn.Module, alpha: float, stage_alphas: list[float] 
     `alpha` is the low-frequency share of the octave layers; `stage_alphas` gives one per
     stage where the architecture has stages (e.g. ResNets; default `alpha` everywhere but
     the last stage, which is 0 as in the official Oct-ResNets). `options`: `high_to_low`,
-    `low_to_high` (path ablation), `impl`.
+    `low_to_high` (path ablation), `high_to_low_downsample` (`avg_pool` or `strided_conv`), `impl`.
 
     A plain `nn.Sequential` converts from its first child with a convolution (alpha_in = 0)
     to its last (alpha_out = 0); a lone convolution becomes a first octave layer whose pair

@@ -15,7 +15,11 @@ Resolution rules (shared by both):
 - stride 2 average-pools before the convolutions (never a strided convolution): high->high
   runs on `downsample(x_h)`, high->low on `downsample(downsample(x_h))`, low->low on
   `downsample(x_l)`, and low->high runs on `x_l` itself, already at the output's high
-  resolution (as in the official code).
+  resolution (as in the official code);
+- high->low halves the resolution by average pooling (`high_to_low_downsample="avg_pool"`,
+  the paper's choice) or, for the paper's Table 3 ablation, by convolving at stride 2
+  (`"strided_conv"`: the output samples sit at the even pixels, half a pixel off the pooled
+  grid).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+# How high->low halves the resolution (arXiv:1904.05049, Sec. 3.3 and Table 3).
+HIGH_TO_LOW_DOWNSAMPLING = ("avg_pool", "strided_conv")
 
 
 class OctaveWeights(NamedTuple):
@@ -99,6 +107,7 @@ def octave_conv2d(
     stride: int = 1,
     padding: int = 0,
     dilation: int = 1,
+    high_to_low_downsample: str = "avg_pool",
 ) -> tuple[Tensor, Tensor | None]:
     """Fused octave convolution (groups = 1): `(x_h (B, Ch_in, H, W), x_l (B, Cl_in, ceil(H/2), ceil(W/2)) or None)
     -> (y_h (B, Ch_out, H/s, W/s), y_l (B, Cl_out, ...) or None)`, equal to `octave_conv2d_reference`.
@@ -119,10 +128,14 @@ def octave_conv2d(
         y_h = _conv(x_h, high_to_high, bias_h, padding, dilation, 1)
         if low_to_high is not None:
             y_h = add_upsampled(y_h, _conv(x_l, low_to_high, None, padding, dilation, 1))
-    low_in = [downsample(x_h)] if high_to_low is not None else []
-    low_w = [high_to_low] if high_to_low is not None else []
+    strided = high_to_low is not None and high_to_low_downsample == "strided_conv"
+    low_in = [downsample(x_h)] if high_to_low is not None and not strided else []
+    low_w = [high_to_low] if high_to_low is not None and not strided else []
     if low_to_low is not None:
         low_in.append(x_l)
         low_w.append(low_to_low)
     y_l = _conv_concatenated(low_in, low_w, bias_l, padding, dilation) if low_in else None
+    if strided:  # a different input grid: its own convolution
+        from_high = F.conv2d(x_h, high_to_low, None if low_in else bias_l, 2, padding, dilation)
+        y_l = from_high if y_l is None else y_l + from_high
     return y_h, y_l

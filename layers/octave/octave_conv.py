@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from layers.octave.functional import OctaveWeights, octave_conv2d
+from layers.octave.functional import HIGH_TO_LOW_DOWNSAMPLING, OctaveWeights, octave_conv2d
 from layers.octave.reference import octave_conv2d_reference
 
 OctavePair = tuple[Tensor, "Tensor | None"]
@@ -52,6 +52,8 @@ class OctaveConv(nn.Module):
             with `alpha_in == alpha_out` is depthwise (only high->high and low->low exist).
         bias: one bias per output channel (added once, not once per path).
         high_to_low, low_to_high: switch those paths off (the paper's Table 3 ablation).
+        high_to_low_downsample: how high->low halves the resolution: `avg_pool` (the paper's
+            choice) or `strided_conv` (Table 3's alternative).
         impl: `fused` (fewer convolution launches; groups = 1), `reference` (four
             convolutions), `auto` (fused where it applies).
     """
@@ -70,6 +72,7 @@ class OctaveConv(nn.Module):
         bias: bool = False,
         high_to_low: bool = True,
         low_to_high: bool = True,
+        high_to_low_downsample: str = "avg_pool",
         impl: str = "auto",
     ) -> None:
         super().__init__()
@@ -82,6 +85,8 @@ class OctaveConv(nn.Module):
                 f"OctaveConv: padding={padding} does not keep the size for kernel_size={kernel_size}, dilation={dilation} "
                 f"(needs {dilation * (kernel_size - 1) / 2})"
             )
+        if high_to_low_downsample not in HIGH_TO_LOW_DOWNSAMPLING:
+            raise ValueError(f"OctaveConv: high_to_low_downsample={high_to_low_downsample!r} is not one of {list(HIGH_TO_LOW_DOWNSAMPLING)}")
         if impl not in _IMPLS:
             raise ValueError(f"OctaveConv: impl={impl!r} is not one of {list(_IMPLS)}")
         if impl == "fused" and groups != 1:
@@ -89,7 +94,7 @@ class OctaveConv(nn.Module):
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.alpha_in, self.alpha_out = alpha_in, alpha_out
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.impl = impl
+        self.impl, self.high_to_low_downsample = impl, high_to_low_downsample
         low_in, low_out = low_channels(in_channels, alpha_in), low_channels(out_channels, alpha_out)
         high_in, high_out = in_channels - low_in, out_channels - low_out
         self.depthwise = groups > 1 and groups == in_channels == out_channels
@@ -169,10 +174,12 @@ class OctaveConv(nn.Module):
                              f"{self.channels_in[1]} channels, got {None if x_l is None else tuple(x_l.shape)}")  # fmt: skip
         fused = self.impl == "fused" or self.impl == "auto" and self.groups == 1
         function = octave_conv2d if fused else octave_conv2d_reference
-        return function(x_h, x_l, self.weights(), self.bias_h, self.bias_l, self.stride, self.padding, self.dilation)
+        return function(x_h, x_l, self.weights(), self.bias_h, self.bias_l, self.stride, self.padding, self.dilation,
+                        self.high_to_low_downsample)  # fmt: skip
 
     def extra_repr(self) -> str:
         (high_in, low_in), (high_out, low_out) = self.channels_in, self.channels_out
         paths = [name for name, weight in zip(("hh", "hl", "lh", "ll"), self.weights()) if weight is not None]
         return (f"({high_in}, {low_in}) -> ({high_out}, {low_out}), kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, paths={paths}")  # fmt: skip
+                f"padding={self.padding}, groups={self.groups}, paths={paths}"
+                + (", high_to_low_downsample=strided_conv" if self.high_to_low_downsample == "strided_conv" else ""))  # fmt: skip

@@ -13,9 +13,9 @@ from torch import Tensor
 from layers.octave.functional import OctaveWeights, downsample, upsample_to
 
 
-def _path(x: Tensor, weight: Tensor, padding: int, dilation: int) -> Tensor:
+def _path(x: Tensor, weight: Tensor, padding: int, dilation: int, stride: int = 1) -> Tensor:
     """One path's convolution; its group count follows from the shapes (depthwise paths have one input channel per group)."""
-    return F.conv2d(x, weight, None, 1, padding, dilation, x.shape[1] // weight.shape[1])
+    return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1] // weight.shape[1])
 
 
 def _add(first: Tensor | None, second: Tensor | None) -> Tensor | None:
@@ -33,18 +33,23 @@ def octave_conv2d_reference(
     stride: int = 1,
     padding: int = 0,
     dilation: int = 1,
+    high_to_low_downsample: str = "avg_pool",
 ) -> tuple[Tensor, Tensor | None]:
     """`(x_h (B, Ch_in, H, W), x_l (B, Cl_in, ceil(H/2), ceil(W/2)) or None) -> (y_h, y_l or None)`.
 
     Stride 2 pools the high input first; low->high then reads `x_l`, already at the output's
-    high resolution. Each path's groups are `in_channels / weight.shape[1]`.
+    high resolution. Each path's groups are `in_channels / weight.shape[1]`. High->low
+    average-pools `x_h` (`high_to_low_downsample="avg_pool"`) or convolves it at stride 2
+    (`"strided_conv"`).
     """
     high_to_high, high_to_low, low_to_high, low_to_low = weights
     if stride == 2:
         x_h = downsample(x_h)
     y_h = _path(x_h, high_to_high, padding, dilation)
     y_l = None
-    if high_to_low is not None:
+    if high_to_low is not None and high_to_low_downsample == "strided_conv":
+        y_l = _path(x_h, high_to_low, padding, dilation, stride=2)
+    elif high_to_low is not None:
         y_l = _path(downsample(x_h), high_to_low, padding, dilation)
     if x_l is not None and low_to_low is not None:
         y_l = _add(y_l, _path(downsample(x_l, stride), low_to_low, padding, dilation))

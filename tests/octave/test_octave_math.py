@@ -97,6 +97,52 @@ def test_fused_matches_reference_values_and_gradients(case, size):
         torch.testing.assert_close(first, second)
 
 
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_strided_high_to_low_is_a_stride_2_convolution_of_the_high_map(impl):
+    """Table 3's alternative: Y_L = f(X_L; W_LL) + f(X_H; W_HL, stride 2), the rest unchanged."""
+    conv = OctaveConv(8, 12, 3, 0.25, 0.5, padding=1, bias=True, high_to_low_downsample="strided_conv", impl=impl)
+    x_h, x_l = pair(conv, 2, 16, 12)
+    y_h, y_l = conv((x_h, x_l))
+    expected_l = F.conv2d(x_l, conv.weight_ll, conv.bias_l, padding=1) + F.conv2d(x_h, conv.weight_hl, stride=2, padding=1)
+    torch.testing.assert_close(y_l, expected_l)
+    pooled = OctaveConv(8, 12, 3, 0.25, 0.5, padding=1, bias=True, impl=impl)
+    pooled.load_state_dict(conv.state_dict())
+    pooled_h, pooled_l = pooled((x_h, x_l))
+    torch.testing.assert_close(y_h, pooled_h)
+    assert (y_l - pooled_l).abs().max() > 1e-2  # the two downsamplings differ
+
+
+STRIDED_CASES = [  # (in, out, k, alpha_in, alpha_out, stride, bias)
+    (8, 8, 3, 0.5, 0.5, 1, False),
+    (8, 16, 3, 0.5, 0.5, 2, True),
+    (3, 8, 3, 0.0, 0.25, 1, True),  # first layer: high->low is the low output's only path
+    (8, 8, 1, 0.25, 0.5, 2, False),
+]
+
+
+@pytest.mark.parametrize("size", [(16, 16), (33, 17)])
+@pytest.mark.parametrize("case", STRIDED_CASES)
+def test_strided_high_to_low_fused_matches_reference_and_gradcheck(case, size):
+    in_channels, out_channels, k, alpha_in, alpha_out, stride, bias = case
+    options = dict(bias=bias, high_to_low_downsample="strided_conv")
+    conv = OctaveConv(in_channels, out_channels, k, alpha_in, alpha_out, stride, (k - 1) // 2, impl="fused", **options).double()
+    x = tuple(None if t is None else t.requires_grad_() for t in pair(conv, 2, *size, dtype=torch.float64))
+    fused = [t for t in conv(x) if t is not None]
+    reference = [t for t in octave_conv2d_reference(*x, conv.weights(), conv.bias_h, conv.bias_l, stride, conv.padding, 1,
+                                                      "strided_conv") if t is not None]  # fmt: skip
+    assert [list(t.shape[-2:]) for t in fused] == [list(t.shape[-2:]) for t in reference]
+    assert list(fused[-1].shape[-2:]) == [-(-s // (2 * stride)) for s in size]
+    for output, expected in zip(fused, reference):
+        torch.testing.assert_close(output, expected)
+    if size == (16, 16):
+        names = [name for name, _ in conv.named_parameters()]
+
+        def layer(x_h, x_l, *values):
+            return tuple(t for t in torch.func.functional_call(conv, dict(zip(names, values)), ((x_h, x_l),)) if t is not None)
+
+        assert torch.autograd.gradcheck(layer, (*x, *(p.detach().requires_grad_() for p in conv.parameters())))
+
+
 def test_fused_path_keeps_channels_last():
     conv = OctaveConv(16, 16, 3, 0.5, 0.5, padding=1)
     x_h, x_l = pair(conv, 2, 16, 16)
@@ -233,6 +279,7 @@ def test_add_upsampled_values_and_gradcheck(low_size, memory_format):
         (dict(impl="cuda"), "impl='cuda' is not one of"),
         (dict(impl="fused", groups=2), "impl='fused' needs groups=1"),
         (dict(alpha_in=0.0, high_to_low=False), "the low output needs the high_to_low path"),
+        (dict(high_to_low_downsample="max_pool"), "high_to_low_downsample='max_pool' is not one of"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(arguments, message):

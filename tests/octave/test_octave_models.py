@@ -179,6 +179,18 @@ def test_ablation_switches_reach_every_octave_layer():
     assert any(c.weight_lh is not None for c in convs)
 
 
+@pytest.mark.parametrize("overrides", [["net=oct_resnet20"], ["net=resnet20", "conv=octave"]])
+def test_strided_high_to_low_reaches_every_octave_layer_from_the_config(overrides):
+    """Table 3's downsampling axis: `...high_to_low_downsample=strided_conv` on either route to an Oct-ResNet."""
+    key = "net" if overrides[0] == "net=oct_resnet20" else "conv"
+    net = build_net(compose([*overrides, "dataset=cifar10", f"{key}.high_to_low_downsample=strided_conv"]))
+    convs = [m for m in net.modules() if isinstance(m, OctaveConv)]
+    assert convs and all(c.high_to_low_downsample == "strided_conv" for c in convs)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="high_to_low_downsample='pool' is not one of"):
+        OctaveConversion(high_to_low_downsample="pool")
+
+
 def test_conv_octave_config_converts_the_plain_net():
     cfg = compose(["net=resnet20", "dataset=cifar10", "conv=octave", "conv.alpha=0.5"])
     net = build_net(cfg)
