@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import torch
 import yaml
+
+from benchmarks.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "experiments" / "claims.yaml"
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         out = REPO / "experiments" / claim.family / "claim_results.json"
         out.write_text(json.dumps({
             "claim": claim.name, "statement": claim.statement, "common": claim.common, "arms": claim.arms,
-            "costs": costs, "jobs": records, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "costs": costs, "jobs": records, "machine": describe_machine(torch.device("cpu"))["summary"],
         }, indent=1) + "\n")
         print(table(claim, records, costs))
         print()
