@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,31 +73,57 @@ def load_claims(path: Path = SPEC) -> dict[str, Claim]:
     return claims
 
 
+def _checkpoint_rank(row: dict[str, str]) -> tuple[float, float, int]:
+    """Larger is kept: validation accuracy, then lower validation loss, then the earlier step."""
+    loss = float(row["val/loss"]) if row.get("val/loss") else math.inf
+    return float(row["val/acc"]), -loss, -int(float(row["step"]))
+
+
 def metrics_of(run_folder: Path) -> dict[str, float]:
-    """Test accuracy, best validation accuracy and its step, from the run's CSV metrics."""
-    files = sorted(run_folder.rglob("metrics.csv"))
-    if not files:
-        raise FileNotFoundError(f"no metrics.csv under {run_folder}: did the run use logger=csv?")
-    with files[-1].open() as handle:
+    """Test accuracy, and the validation accuracy and step of the checkpoint that was tested,
+    from the CSV metrics of the one run under `run_folder`.
+
+    The tested checkpoint is the one the default checkpoint callback keeps: the best `val/acc`,
+    among equal ones the lowest `val/loss`, among equal both the earliest.
+    """
+    files = list(run_folder.rglob("metrics.csv"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"{run_folder} holds {len(files)} metrics.csv files, not 1 (logger=csv, one run per folder)")
+    with files[0].open() as handle:
         rows = list(csv.DictReader(handle))
     tests = [float(row["test/acc"]) for row in rows if row.get("test/acc")]
-    validations = [(float(row["val/acc"]), int(row["step"])) for row in rows if row.get("val/acc")]
     if not tests:
-        raise ValueError(f"{files[-1]} has no test/acc: the run did not reach its test")
-    best_val, best_step = max(validations, key=lambda pair: (pair[0], -pair[1])) if validations else (math.nan, -1)
-    return {"test_acc": 100 * tests[-1], "best_val_acc": 100 * best_val, "best_val_step": best_step,
-            "last_step": max(int(row["step"]) for row in rows)}
+        raise ValueError(f"{files[0]} has no test/acc: the run did not reach its test")
+    best = max((row for row in rows if row.get("val/acc")), key=_checkpoint_rank, default=None)
+    return {
+        "test_acc": 100 * tests[-1],
+        "best_val_acc": 100 * float(best["val/acc"]) if best else math.nan,
+        "best_val_step": int(float(best["step"])) if best else -1,
+        "last_step": max(int(float(row["step"])) for row in rows),
+    }
+
+
+def job_overrides(claim: Claim, arm: str, seed: int, folder: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The command line of one job (after `run_experiment.py`), its run folder under `folder`."""
+    return [*claim.overrides(arm, seed, extra), *JOB_OVERRIDES, f"paths.runs={folder}"]
 
 
 def run_job(claim: Claim, arm: str, seed: int, runs: Path, threads: int, extra: Sequence[str] = ()) -> dict:
-    """Train one arm with one seed (unless its record exists) and return its record."""
+    """Train one arm with one seed and return its record; a job recorded with the same
+    overrides is not trained again, one recorded with others is an error (the spec changed:
+    remove its folder to retrain it)."""
     folder = runs / claim.name / arm / f"seed{seed}"
     record_file = folder / "result.json"
-    if record_file.exists():
-        return json.loads(record_file.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
     overrides = claim.overrides(arm, seed, extra)
-    command = [sys.executable, "run_experiment.py", *overrides, *JOB_OVERRIDES, f"paths.runs={folder}"]
+    if record_file.exists():
+        record = json.loads(record_file.read_text())
+        if record["overrides"] != overrides:
+            raise ValueError(f"{record_file} was trained with {record['overrides']}, the spec now says {overrides}; "
+                             f"remove {folder} to train it again")  # fmt: skip
+        return record
+    shutil.rmtree(folder, ignore_errors=True)  # what a failed or stopped attempt left
+    folder.mkdir(parents=True)
+    command = [sys.executable, "run_experiment.py", *job_overrides(claim, arm, seed, folder, extra)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     load_before = os.getloadavg()
     start = time.time()
@@ -109,7 +136,7 @@ def run_job(claim: Claim, arm: str, seed: int, runs: Path, threads: int, extra: 
         "claim": claim.name, "arm": arm, "seed": seed, "overrides": overrides,
         **metrics_of(folder), "wall_s": round(wall, 1), "threads": threads,
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": describe_machine(torch.device("cpu"))["summary"],
     }
     record_file.write_text(json.dumps(record, indent=1))
     return record
@@ -179,11 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for claim in chosen:
         records = [json.loads(path.read_text()) for path in sorted((args.runs / claim.name).glob("*/seed*/result.json"))]
+        stale = [r for r in records if r["arm"] not in claim.arms or r["overrides"] != claim.overrides(r["arm"], r["seed"], args.extra)]
+        for record in stale:
+            print(f"left out {record['arm']} seed {record['seed']}: trained with {record['overrides']}, not as the spec says now")
+        records = [r for r in records if r not in stale and r["seed"] in args.seeds]
         costs = {arm: profile_arm(claim, arm, args.extra) for arm in claim.arms}
         out = REPO / "experiments" / claim.family / "claim_results.json"
         out.write_text(json.dumps({
             "claim": claim.name, "statement": claim.statement, "common": claim.common, "arms": claim.arms,
-            "costs": costs, "jobs": records, "machine": describe_machine(torch.device("cpu"))["summary"],
+            "costs": costs, "jobs": records,
         }, indent=1) + "\n")
         print(table(claim, records, costs))
         print()

@@ -4,7 +4,8 @@ Two implementations with one contract: `octave_conv2d_reference` (in `reference.
 the four paths as four convolutions, literally as the paper writes them; `octave_conv2d`
 here runs the paths that land on the same output at the same resolution as one
 convolution over the channel-concatenated inputs, so a layer costs three convolution
-launches at stride 1 and two at stride 2 instead of four, and adds the upsampled
+launches at stride 1 and two at stride 2 instead of four (one more with
+`high_to_low_downsample="strided_conv"`, whose high->low input is on another grid), and adds the upsampled
 low->high term with one broadcast add instead of materialising the upsampled map.
 
 Resolution rules (shared by both):
@@ -12,7 +13,7 @@ Resolution rules (shared by both):
   (`downsample`: 2x2 average pooling whose border windows average only their own pixels);
 - low->high at stride 1 is convolved at low resolution, upsampled 2x (nearest) and cropped
   to the high output's exact size, so odd sizes work;
-- stride 2 average-pools before the convolutions (never a strided convolution): high->high
+- the layer's stride 2 average-pools before the convolutions (never a strided convolution): high->high
   runs on `downsample(x_h)`, high->low on `downsample(downsample(x_h))`, low->low on
   `downsample(x_l)`, and low->high runs on `x_l` itself, already at the output's high
   resolution (as in the official code);

@@ -1,6 +1,7 @@
 """Octave convolution, the four paths written out one convolution each (arXiv:1904.05049, Eq. 2-3).
 
-`Y_H = f(X_H; W_HH) + upsample(f(X_L; W_LH))`, `Y_L = f(X_L; W_LL) + f(pool(X_H); W_HL)`.
+`Y_H = f(X_H; W_HH) + upsample(f(X_L; W_LH))`, `Y_L = f(X_L; W_LL) + f(pool(X_H); W_HL)`
+(or `f(X_H; W_HL)` at stride 2 in place of the pooled term: Table 3's strided alternative).
 Slow and obviously correct: the tests trust it, `functional.octave_conv2d` is tested against
 it, and grouped and depthwise layers run it.
 """

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.cli import check_command_line
-from experiments.claims import Claim, load_claims, metrics_of, run_job, table
+from experiments.claims import Claim, job_overrides, load_claims, metrics_of, run_job, table
 
 CLAIMS = load_claims()
 
@@ -18,8 +18,8 @@ def test_every_family_has_a_claim():
 
 
 @pytest.mark.parametrize("name, arm", [(name, arm) for name, claim in CLAIMS.items() for arm in claim.arms])
-def test_every_arm_composes(name, arm):
-    assert check_command_line(CLAIMS[name].overrides(arm, 0), multirun=False) == 1
+def test_every_arm_composes(name, arm, tmp_path):
+    assert check_command_line(job_overrides(CLAIMS[name], arm, 0, tmp_path), multirun=False) == 1
 
 
 @pytest.mark.parametrize(
@@ -39,13 +39,16 @@ def test_bad_specs_fail_naming_the_claim(tmp_path, text, message):
 def test_metrics_are_the_last_test_and_the_best_validation(tmp_path):
     folder = tmp_path / "run" / "csv" / "version_0"
     folder.mkdir(parents=True)
-    (folder / "metrics.csv").write_text(
-        "epoch,step,test/acc,val/acc\n0,9,,0.5\n1,19,,0.75\n2,29,,0.75\n2,29,0.8,\n"
-    )
-    # the first of two equal validation accuracies is the checkpoint kept
-    assert metrics_of(tmp_path) == {"test_acc": 80.0, "best_val_acc": 75.0, "best_val_step": 19, "last_step": 29}
-    (folder / "metrics.csv").write_text("epoch,step,test/acc,val/acc\n0,9,,0.5\n")
+    metrics = folder / "metrics.csv"
+    # the checkpoint kept: best val/acc, then lowest val/loss, then the earliest
+    metrics.write_text("epoch,step,test/acc,val/acc,val/loss\n0,9,,0.5,1\n1,19,,0.75,0.4\n2,29,,0.75,0.3\n3,39,,0.75,0.3\n3,39,0.8,,\n")
+    assert metrics_of(tmp_path) == {"test_acc": 80.0, "best_val_acc": 75.0, "best_val_step": 29, "last_step": 39}
+    metrics.write_text("epoch,step,test/acc,val/acc,val/loss\n0,9,,0.5,1\n")
     with pytest.raises(ValueError, match="has no test/acc"):
+        metrics_of(tmp_path)
+    (tmp_path / "second_run" / "csv").mkdir(parents=True)
+    (tmp_path / "second_run" / "csv" / "metrics.csv").write_text("")
+    with pytest.raises(FileNotFoundError, match="holds 2 metrics.csv files, not 1"):
         metrics_of(tmp_path)
 
 
@@ -62,6 +65,9 @@ def test_two_arms_train_are_skipped_when_recorded_and_make_the_table(tmp_path):
     saved = json.loads((tmp_path / "tiny" / "k5" / "seed0" / "result.json").read_text())
     assert saved == records[-1] and "net.kernel_size=5" in saved["overrides"]
     assert run_job(claim, "k5", 0, tmp_path, threads=1) == saved  # recorded: not trained again
+    changed = Claim(claim.name, claim.family, claim.statement, claim.common, {"k5": ["net.kernel_size=7"]})
+    with pytest.raises(ValueError, match=r"was trained with .*net.kernel_size=5.*the spec now says .*net.kernel_size=7"):
+        run_job(changed, "k5", 0, tmp_path, threads=1)
     records += [record | {"seed": 1, "test_acc": record["test_acc"] / 2} for record in records]  # a second seed, made up
     costs = {"k3": {"params": 1234, "macs": 2.5e6}, "k5": {"params": 2345, "macs": 5e6}}
     rows = table(claim, records, costs).splitlines()
