@@ -145,10 +145,20 @@ struct BoxRows {
   }
 };
 
+// Independent partial sums of a reduction: one running sum waits on the adder's latency at
+// every element; this many can proceed (and vectorise) together.
+constexpr int kPartialSums = 8;
+
 template <typename acc_t>
-acc_t dot(const acc_t* a, const acc_t* b, int n) {
+acc_t dot(const acc_t* __restrict a, const acc_t* __restrict b, int n) {
+  acc_t partial[kPartialSums] = {};
+  int l = 0;
+  for (; l + kPartialSums <= n; l += kPartialSums) {
+    for (int k = 0; k < kPartialSums; ++k) partial[k] += a[l + k] * b[l + k];
+  }
   acc_t total = 0;
-  for (int l = 0; l < n; ++l) total += a[l] * b[l];
+  for (; l < n; ++l) total += a[l] * b[l];
+  for (int k = 0; k < kPartialSums; ++k) total += partial[k];
   return total;
 }
 
@@ -157,31 +167,35 @@ acc_t dot(const acc_t* a, const acc_t* b, int n) {
 // this many independent chains keep it busy.
 constexpr int kInterleavedRows = 8;
 
+// The zero-padded integral image S ((H + 1) x (W + 1)) of one H x W plane.
+template <typename scalar_t, typename acc_t>
+void integrate_plane(const scalar_t* x, acc_t* S, int H, int W) {
+  std::fill(S, S + W + 1, acc_t(0));
+  // Row prefix sums, kInterleavedRows rows at a time, written to rows 1..H of S.
+  for (int first = 0; first < H; first += kInterleavedRows) {
+    const int rows = std::min(kInterleavedRows, H - first);
+    acc_t running[kInterleavedRows] = {};
+    for (int k = 0; k < rows; ++k) S[(first + k + 1) * static_cast<int64_t>(W + 1)] = 0;
+    for (int c = 0; c < W; ++c) {
+      for (int k = 0; k < rows; ++k) {
+        running[k] += static_cast<acc_t>(x[(first + k) * static_cast<int64_t>(W) + c]);
+        S[(first + k + 1) * static_cast<int64_t>(W + 1) + c + 1] = running[k];
+      }
+    }
+  }
+  // Column sums: each row adds the one above it (vectorisable along the row).
+  for (int r = 1; r < H; ++r) {
+    const acc_t* __restrict above = S + r * static_cast<int64_t>(W + 1);
+    acc_t* __restrict current = S + (r + 1) * static_cast<int64_t>(W + 1);
+    for (int l = 1; l <= W; ++l) current[l] += above[l];
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void integral_kernel(const scalar_t* input, acc_t* out, int64_t planes, int H, int W) {
   at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const scalar_t* x = input + plane * H * W;
-      acc_t* S = out + plane * (H + 1) * (W + 1);
-      std::fill(S, S + W + 1, acc_t(0));
-      // Row prefix sums, kInterleavedRows rows at a time, written to rows 1..H of S.
-      for (int first = 0; first < H; first += kInterleavedRows) {
-        const int rows = std::min(kInterleavedRows, H - first);
-        acc_t running[kInterleavedRows] = {};
-        for (int k = 0; k < rows; ++k) S[(first + k + 1) * static_cast<int64_t>(W + 1)] = 0;
-        for (int c = 0; c < W; ++c) {
-          for (int k = 0; k < rows; ++k) {
-            running[k] += static_cast<acc_t>(x[(first + k) * static_cast<int64_t>(W) + c]);
-            S[(first + k + 1) * static_cast<int64_t>(W + 1) + c + 1] = running[k];
-          }
-        }
-      }
-      // Column sums: each row adds the one above it (vectorisable along the row).
-      for (int r = 1; r < H; ++r) {
-        const acc_t* __restrict above = S + r * static_cast<int64_t>(W + 1);
-        acc_t* __restrict current = S + (r + 1) * static_cast<int64_t>(W + 1);
-        for (int l = 1; l <= W; ++l) current[l] += above[l];
-      }
+      integrate_plane(input + plane * H * W, out + plane * (H + 1) * (W + 1), H, W);
     }
   });
 }
@@ -204,6 +218,10 @@ void sums_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_
 // (i, j) sits at (i * stride_h, j * stride_w) and every other pixel is zero.
 template <typename acc_t>
 void integrate_spread(const acc_t* grad, int out_w, int stride_h, int stride_w, int H, int W, acc_t* S) {
+  if (stride_h == 1 && stride_w == 1) {  // nothing to spread: the plane itself, rows interleaved
+    integrate_plane(grad, S, H, W);
+    return;
+  }
   std::fill(S, S + W + 1, acc_t(0));
   for (int r = 0; r < H; ++r) {
     const acc_t* above = S + static_cast<int64_t>(r) * (W + 1);
