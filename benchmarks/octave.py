@@ -11,10 +11,13 @@ training step (forward + backward of `out.sum()`, train mode) on a batch in the 
 memory format. The nets are timed interleaved, one step each in turn for `--repeats` rounds
 (`benchmarks/timing.py`), once with one torch thread and once with all (`--threads`); a ratio
 is the median over rounds of the per-round ratio. Each step is timed on two clocks: wall
-time, and this process's CPU time, which on a CPU shared with other jobs measures the work
-rather than the scheduler (with `OMP_WAIT_POLICY=PASSIVE`, so idle
-OpenMP threads sleep instead of spinning and are not counted; the script sets it before
-torch starts, unless the environment already does).
+time, and this process's CPU time. OpenMP waits between parallel regions as the environment
+says (`OMP_WAIT_POLICY`, recorded with the results), as it does for users: unset, idle
+threads spin a while before they sleep. On a CPU shared with other jobs, run with
+`OMP_WAIT_POLICY=PASSIVE` so that idle threads sleep at once and CPU time measures the work
+rather than the spinning; that costs a net of many small operations (an Oct-ResNet) more
+wall time at several threads than one of fewer, larger ones (measured: alpha 0.5 at 2
+threads, 0.928x torchvision's ResNet-50 with PASSIVE, 0.726x with ACTIVE, on a quiet machine).
 
     python benchmarks/octave.py --device cpu --note "..." --out benchmarks/results
 
@@ -25,8 +28,6 @@ writes `octave_<device>.json` and `octave_<device>.md` (`octave_<device>_quick.*
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: see the module docstring
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -181,7 +182,7 @@ def markdown_report(report: dict) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {machine['date']}; batch {args['batch']} at {args['size']}x{args['size']}, default memory format, forward + backward "
-        f"(train mode), {args['repeats']} interleaved rounds after {args['warmup']} warm-up, OMP_WAIT_POLICY={report['omp_wait_policy']}; "
+        f"(train mode), {args['repeats']} interleaved rounds after {args['warmup']} warm-up, OMP_WAIT_POLICY={report['omp_wait_policy'] or 'unset (OpenMP default)'}; "
         f"d-li14 port: {report['authors_source']}. Ratios: median over rounds of the per-round ratio to torchvision's ResNet-50 "
         "(`x tv`) and to this repository's ResNet-50 (`x ours`).  ",
     ]
