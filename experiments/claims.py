@@ -3,14 +3,14 @@
 Each claim of `experiments/claims.yaml` names the command-line overrides every arm shares and
 those of each arm. `run` trains every arm with every seed by `run_experiment.py`, one job at a
 time (seed-major, so a stopped run leaves balanced arms), and records what each job measured
-in `<runs>/<claim>/<arm>/seed<seed>/result.json`; jobs with a record are skipped when `run`
-is started again. `table` reads the records back and prints the claim's Markdown table (mean
+in `<runs>/<claim>/<arm>/seed<seed>/result.json`. Started again, `run` skips the jobs recorded
+with the overrides the spec gives now and stops at one recorded with others. `table` reads the records back and prints the claim's Markdown table (mean
 and sample standard deviation over seeds, then every seed) and writes them, with parameters
 and MACs per arm from `run_profiler.py`, to `experiments/<family>/claim_results.json`.
 
     python -m experiments.claims list
-    python -m experiments.claims run checkered --seeds 0 1 2 --threads 1
-    python -m experiments.claims table checkered
+    FARCONV_DATA=<folder holding MNIST/> python -m experiments.claims run checkered --seeds 0 1 2 --threads 1
+    FARCONV_DATA=<folder holding MNIST/> python -m experiments.claims table checkered
 
 The checkpoint tested is the one the run selected on its validation split; the test set is
 used once per job.
