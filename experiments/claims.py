@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         out = REPO / "experiments" / claim.family / "claim_results.json"
         out.write_text(json.dumps({
             "claim": claim.name, "statement": claim.statement, "common": claim.common, "arms": claim.arms,
-            "costs": costs, "jobs": records,
+            "costs": costs, "jobs": records, "machine": describe_machine(torch.device("cpu"))["summary"],
         }, indent=1) + "\n")
         print(table(claim, records, costs))
         print()
