@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from layers.flexconv.ckconv import CKConv
 from layers.flexconv.grid import Horizon, samples_per_unit
-from layers.flexconv.mask import MIN_SIGMA, crop_window, gaussian, threshold_radius
+from layers.flexconv.mask import MIN_SIGMA, crop_window, gaussian, threshold_radius, window_bounds
 from layers.flexconv.regularizer import MASK_BUDGET_SHARE, TARGETS, mask_frequency, mask_sigma_within
 
 # The kernel network starts a bit wider than the mask, so the masked kernel is not cut off
@@ -106,19 +106,13 @@ class FlexConv(CKConv):
         return masks[0].unsqueeze(1) * masks[1].unsqueeze(0)
 
     def _inside_window(self, axis: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
-        """1 on the samples `crop_window` keeps, 0 elsewhere: the same rule, computed with
-        tensor operations (no value leaves the graph)."""
-        radius = (sigma.detach().abs().clamp_min(MIN_SIGMA) * math.sqrt(-2.0 * math.log(self.mask_threshold))).to(axis.dtype)
-        mean = mean.detach().to(axis.dtype)
-        size = len(axis)
-        ratio = self.sampling_rate_norm.to(axis.dtype) ** (-1.0 / self.dim)
-        coarse = samples_per_unit(size) / ratio
-        index = torch.arange(size, device=axis.device, dtype=axis.dtype)
-        if self.causal:
-            first = torch.round(torch.floor((mean - radius + 1.0) * coarse + 1e-9) * ratio).clamp(0, size - 1)
-            return (index >= first).to(axis.dtype)
-        half = torch.round(torch.ceil((mean.abs() + radius) * coarse - 1e-9) * ratio).clamp_max((size - 1) // 2)
-        return ((index - (size - 1) // 2).abs() <= half).to(axis.dtype)
+        """1 on the samples `crop_window` keeps, 0 elsewhere (`window_bounds`: no value leaves the graph)."""
+        dtype = axis.dtype
+        radius = sigma.detach().abs().clamp_min(MIN_SIGMA) * math.sqrt(-2.0 * math.log(self.mask_threshold))
+        ratio = self.sampling_rate_norm.to(dtype) ** (-1.0 / self.dim)
+        start, stop = window_bounds(len(axis), mean.detach().to(dtype), radius.to(dtype), self.causal, ratio)
+        index = torch.arange(len(axis), device=axis.device, dtype=dtype)
+        return ((index >= start) & (index < stop)).to(dtype)
 
     def extra_frequency(self) -> Tensor | None:
         if self.regularize_target != "gabor+mask":

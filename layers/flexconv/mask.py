@@ -40,14 +40,18 @@ def crop_window(size: int, mean: float, sigma: float, threshold: float, causal: 
     window is then quantised on that coarser grid and mapped back, so it ends on the same
     position as it did there (the same continuous support at both resolutions).
     """
-    radius = threshold_radius(sigma, threshold)
-    scale = samples_per_unit(size)
-    coarse = scale / ratio
+    mean_t, radius_t = (torch.tensor(value, dtype=torch.float64) for value in (mean, threshold_radius(sigma, threshold)))
+    start, stop = window_bounds(size, mean_t, radius_t, causal, ratio)
+    return int(start), int(stop)
+
+
+def window_bounds(size: int, mean: Tensor, radius: Tensor, causal: bool, ratio: Tensor | float) -> tuple[Tensor, Tensor]:
+    """`crop_window`'s rule in tensor operations: `(start, stop)` as 0-d tensors, for a mask
+    `mean` and threshold `radius`, so a traced graph can zero outside the window it cannot crop."""
+    coarse = samples_per_unit(size) / ratio
     if causal:
-        dropped = math.floor((mean - radius + 1.0) * coarse + 1e-9)  # oldest samples dropped, on the coarse grid
-        first = round(dropped * ratio)
-        return min(max(first, 0), size - 1), size
-    reach = abs(mean) + radius
-    half = min(round(math.ceil(reach * coarse - 1e-9) * ratio), (size - 1) // 2)
+        dropped = torch.floor((mean - radius + 1.0) * coarse + 1e-9)  # oldest samples dropped, on the coarse grid
+        return torch.round(dropped * ratio).clamp(0, size - 1), torch.full_like(mean, size)
     centre = (size - 1) // 2
+    half = torch.round(torch.ceil((mean.abs() + radius) * coarse - 1e-9) * ratio).clamp_max(centre)
     return centre - half, centre + half + 1
