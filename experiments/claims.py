@@ -4,9 +4,10 @@ Each claim of `experiments/claims.yaml` names the command-line overrides every a
 those of each arm. `run` trains every arm with every seed by `run_experiment.py`, one job at a
 time (seed-major, so a stopped run leaves balanced arms), and records what each job measured
 in `<runs>/<claim>/<arm>/seed<seed>/result.json`. Started again, `run` skips the jobs recorded
-with the overrides the spec gives now and stops at one recorded with others. `table` reads the records back and prints the claim's Markdown table (mean
-and sample standard deviation over seeds, then every seed) and writes them, with parameters
-and MACs per arm from `run_profiler.py`, to `experiments/<family>/claim_results.json`.
+with the overrides the spec gives now and stops at one recorded with others. `table` reads the
+records back and prints the claim's Markdown table (mean and sample standard deviation over
+seeds, then every seed) and writes them, with parameters and MACs per arm from
+`run_profiler.py`, to `experiments/<family>/claim_results.json`.
 
     python -m experiments.claims list
     FARCONV_DATA=<folder holding MNIST/> python -m experiments.claims run checkered --seeds 0 1 2 --threads 1

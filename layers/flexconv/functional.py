@@ -23,8 +23,9 @@ _CONV = {1: F.conv1d, 2: F.conv2d}
 #: spatial rank: the forward + backward crossover `benchmarks/flexconv.py` measured on a quiet
 #: 2-core CPU, 2 threads (`benchmarks/results/flexconv_cpu.md`: 2-D FFT faster from 11x11 at
 #: batch 64, 32 channels, 32x32; 1-D from 15 taps at batch 64, 30 channels, length 784).
-#: 1-D stays at 64: `tests/flexconv/test_layers.py::test_1d_layers_are_causal` asks for bit-exact causality (`torch.equal`) of a 49-tap kernel, which only the spatial path
-#: gives (the FFT's is exact to round-off). Not measured on a GPU yet (`--device cuda` does).
+#: 1-D stays at 64: `tests/flexconv/test_layers.py::test_1d_layers_are_causal` asks for
+#: bit-exact causality (`torch.equal`) of a 49-tap kernel, which only the spatial path gives
+#: (the FFT's is exact to round-off). Not measured on a GPU yet (`--device cuda` does).
 FFT_THRESHOLDS = {1: 64, 2: 11 * 11}
 FftThreshold = Union[int, Mapping[str, int], None]
 
