@@ -69,6 +69,7 @@ class CrossResConfig:
     finetune_epochs: int = 0  # 0: evaluate out of the box only
     finetune_limit_train_batches: Optional[int] = None  # batches per fine-tuning epoch (None: trainer.limit_train_batches)
     interpolation: str = "bilinear"  # how inputs are resized: bilinear (linear in 1-D) | nearest
+    bn_recalibration_batches: int = 0  # > 0: also test with BatchNorm statistics re-estimated at target_res (phase `ootb_bn`)
 
 
 @dataclass
@@ -157,6 +158,7 @@ RANGES: dict[str, Rule] = {
     "cross_res.finetune_epochs": at_least(0),
     "cross_res.finetune_limit_train_batches": at_least(1),
     "cross_res.interpolation": one_of("bilinear", "nearest"),
+    "cross_res.bn_recalibration_batches": at_least(0),
 }
 
 

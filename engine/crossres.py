@@ -4,6 +4,9 @@
 out of the box on inputs resized to `cross_res.target_res`, fine-tunes it there for
 `cross_res.finetune_epochs` and tests again. The three phases log to one run (the same
 CSV file and W&B run) under `source/…`, `ootb/…` and `target/…`, with steps continuing.
+With `cross_res.bn_recalibration_batches > 0` a fourth test, `ootb_bn/…`, runs the
+out-of-the-box weights with BatchNorm statistics re-estimated at the target resolution
+(no gradient step; the fine-tuning phase starts from the trained statistics).
 
 - Continuous-kernel layers (CKConv/FlexConv) are re-sampled for the target grid by
   `layers.flexconv.resample_kernels` before the target phases.
@@ -16,9 +19,11 @@ checkpoints and loggers are those of `run_experiment.py`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +40,7 @@ from engine.runlog import log, run_log
 from engine.tasks import TaskModule
 from layers.flexconv import resample_kernels
 
-PHASES = ("source", "ootb", "target")
+PHASES = ("source", "ootb", "ootb_bn", "target")
 
 
 class PhaseLogger(Logger):
@@ -149,7 +154,8 @@ def phase_config(cfg: DictConfig, epochs: int, pretrained: str | None) -> DictCo
 
 
 def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) -> dict[str, float]:
-    """Run the three phases; returns `{"source/test/acc": …, "ootb/test/acc": …, "target/test/acc": …}`."""
+    """Run the phases; returns `{"source/test/acc": …, "ootb/test/acc": …, "target/test/acc": …}`
+    (and `ootb_bn/test/…` with `cross_res.bn_recalibration_batches > 0`)."""
     source_res, target_res = check_cross_res(cfg)
     if cfg.resume is not None:
         raise ConfigError("resume is not supported by run_crossres.py: pass the source checkpoint as pretrained=… with train.epochs=0")
@@ -182,20 +188,61 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
         for logger in loggers:
             logger.phase, logger.step_offset = "ootb", offset
         metrics.update(_test("ootb", target_res, target))
+        batches = cfg.cross_res.bn_recalibration_batches
+        if batches > 0:
+            for logger in loggers:
+                logger.phase = "ootb_bn"
+            with batch_norm_statistics_from(target.task.net, itertools.islice(target.datamodule.train_dataloader(), batches)) as count:
+                log.info(f"ootb_bn phase: the statistics of {count} BatchNorm layers re-estimated on {batches} training batches at {target_res}, no gradient step")
+                metrics.update(_test("ootb_bn", target_res, target))
         if cfg.cross_res.finetune_epochs > 0:
             for logger in loggers:
                 logger.phase = "target"
             target.trainer.fit(target.task, datamodule=target.datamodule)
             best = target.best_checkpoint.best_model_path if target.best_checkpoint is not None else None
             metrics.update(_test("target", target_res, target, best or None))
-        _report(metrics, {"source": source_res, "ootb": target_res, "target": target_res})
+        _report(metrics, {"source": source_res, "ootb": target_res, "ootb_bn": target_res, "target": target_res})
         for logger in loggers:
             logger.save()
         finish_runs([logger.inner for logger in loggers])
     return metrics
 
 
-PHASE_TITLES = {"source": "source (trained)", "ootb": "out of the box", "target": "fine-tuned (target)"}
+PHASE_TITLES = {"source": "source (trained)", "ootb": "out of the box", "ootb_bn": "ootb, BN re-estimated", "target": "fine-tuned (target)"}
+
+
+@contextlib.contextmanager
+def batch_norm_statistics_from(net: torch.nn.Module, batches: Iterable[Any]) -> Iterator[int]:
+    """Within the block, every BatchNorm of `net` uses running statistics re-estimated from
+    `batches` (`(inputs, ...)`, inputs on any device; an equal-weight average over them, the
+    rest of the net in eval mode: no dropout, no gradient); on exit the trained statistics
+    come back. Yields the number of BatchNorm layers.
+
+    A net trained at one resolution meets differently distributed activations at another,
+    even with kernels that do not alias; re-estimating the statistics separates that shift
+    from what the weights lose (as FixRes, Touvron et al. 2019, does for train/test resolution).
+    """
+    norms = [module for module in net.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats]
+    saved = [(norm.momentum, {name: buffer.clone() for name, buffer in norm.named_buffers(recurse=False)}) for norm in norms]
+    was_training = net.training
+    device = next(net.parameters()).device
+    try:
+        net.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average
+            norm.train()
+        with torch.no_grad():
+            for batch in batches:
+                net(batch[0].to(device))
+        net.eval()
+        yield len(norms)
+    finally:
+        for norm, (momentum, buffers) in zip(norms, saved):
+            norm.momentum = momentum
+            for name, value in buffers.items():
+                getattr(norm, name).copy_(value)
+        net.train(was_training)
 
 
 def _test(phase: str, res: int, experiment: Experiment, checkpoint: str | Path | None = None) -> dict[str, float]:

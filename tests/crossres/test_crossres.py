@@ -11,7 +11,7 @@ import torch
 
 from engine.cli import choices_of, compose
 from engine.config import ConfigError
-from engine.crossres import cross_resolution, resize
+from engine.crossres import batch_norm_statistics_from, cross_resolution, resize
 from tests.conftest import COMMAND_TIMEOUT, QUICK, REPO
 
 TINY = [*QUICK, "logger=csv", "net=simple_cnn", "dataset=digits", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1"]
@@ -69,6 +69,37 @@ def test_pretrained_with_zero_epochs_skips_source_training(tmp_path):
     assert not any(key.startswith("source/train") for key in header) and "target/test/acc" not in metrics  # finetune_epochs=0
     assert metrics["source/test/acc"] == pytest.approx(first["source/test/acc"])
     assert metrics["ootb/test/acc"] == pytest.approx(first["ootb/test/acc"])
+
+
+def test_bn_recalibration_adds_a_phase_to_the_run(tmp_path):
+    metrics, run_dir = run(tmp_path, "net=flexnet3", "conv=flex", "net.hidden_channels=4", "net.num_blocks=1", "net.block_width_factors=[]",
+                           "kernel.net.hidden_channels=4", "cross_res.source_res=4", "cross_res.target_res=8", "train.epochs=1",
+                           "cross_res.bn_recalibration_batches=2")  # fmt: skip
+    assert {"ootb/test/acc", "ootb_bn/test/acc"} <= set(metrics)
+    assert "ootb_bn/test/acc" in csv_header(run_dir)
+    log_text = (run_dir / "farconv.log").read_text()
+    assert "ootb_bn phase: the statistics of 3 BatchNorm layers re-estimated on 2 training batches at 8" in log_text
+    assert "ootb, BN re-estimated" in log_text[log_text.rindex("phase "):]
+
+
+def test_batch_norm_statistics_are_re_estimated_inside_the_block_and_restored_after():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Dropout(0.5))
+    norm = net[1]
+    trained = {name: buffer.clone() for name, buffer in norm.named_buffers()}
+    net.train()
+    batches = [(3 + 2 * torch.randn(8, 1, 6, 6), None), (3 + 2 * torch.randn(4, 1, 6, 6), None)]
+    with batch_norm_statistics_from(net, batches) as count:
+        assert count == 1 and not net.training and not norm.training
+        features = torch.cat([net[0](inputs) for inputs, _ in batches]).detach()
+        # an equal-weight average over the batches, not a momentum average (batch sizes differ: not exact)
+        batch_means = torch.stack([net[0](inputs).mean((0, 2, 3)) for inputs, _ in batches]).detach()
+        torch.testing.assert_close(norm.running_mean, batch_means.mean(0))
+        assert norm.running_mean.sub(features.mean((0, 2, 3))).abs().max() < 0.1
+        assert int(norm.num_batches_tracked) == 2
+    for name, buffer in norm.named_buffers():
+        torch.testing.assert_close(buffer, trained[name])
+    assert net.training and norm.momentum == 0.1
 
 
 def test_resize_shapes_and_identity():
