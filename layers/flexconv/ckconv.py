@@ -43,7 +43,9 @@ class CKConv(nn.Module):
             filters to the training loss (`auxiliary_loss`); None disables it.
         regularize_factor: weight of that penalty.
         regularize_gauss_stddevs: standard deviations of a Gaussian envelope's spectrum counted
-            as its bandwidth.
+            as its bandwidth (3: where the spectrum is down to 1%; at the paper's 2 it is 14%, which
+            the kernels then pass above the Nyquist frequency; `experiments/crossres/RESULTS.md`
+            compares the two).
         regularize_form: `hinge` penalises every unit above its share of the Nyquist frequency,
             `max` (the paper's) each filter's highest unit (see `layers.flexconv.regularizer`).
         regularize_init: with a regularize target, `nyquist` band-limits the kernel network
@@ -70,7 +72,7 @@ class CKConv(nn.Module):
         fft_threshold: FftThreshold = None,
         regularize_target: str | None = None,
         regularize_factor: float = 0.1,
-        regularize_gauss_stddevs: float = 2.0,
+        regularize_gauss_stddevs: float = 3.0,
         regularize_form: str = "hinge",
         regularize_init: str = "nyquist",
     ) -> None:

@@ -65,9 +65,10 @@ def test_flexconv_band_limits_itself_and_its_mask_at_the_first_training_forward(
     layer.train()
     layer(torch.zeros(1, 2, 14, 14))  # the 15-sample grid: Nyquist 3.5 cycles per unit
     budget = nyquist_frequency(15)
-    mask = mask_frequency(layer.mask_sigma, 2.0).item()
-    assert mask == pytest.approx(MASK_BUDGET_SHARE * budget)  # sigma 0.075 alone would be 4.24
-    assert layer.kernel_net.filter_frequencies(2.0).sum().item() + mask <= budget * (1 + 1e-5)
+    stddevs = layer.regularize_gauss_stddevs
+    mask = mask_frequency(layer.mask_sigma, stddevs).item()
+    assert mask == pytest.approx(MASK_BUDGET_SHARE * budget)  # sigma 0.075 alone would be 6.37 (3 stddevs)
+    assert layer.kernel_net.filter_frequencies(stddevs).sum().item() + mask <= budget * (1 + 1e-5)
     assert layer.auxiliary_loss().item() == pytest.approx(0.0, abs=1e-8)
     assert bool(layer.band_limited)
     band_limited = {name: value.clone() for name, value in layer.state_dict().items()}

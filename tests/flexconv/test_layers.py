@@ -150,7 +150,7 @@ def test_regulariser_reaches_the_training_loss():
     from layers.flexconv import flex_conv
 
     torch.manual_seed(6)
-    conv = partial(flex_conv, kernel_net=SMALL_MAGNET, regularize_target="gabor+mask", regularize_factor=0.5)
+    conv = partial(flex_conv, kernel_net=SMALL_MAGNET, regularize_target="gabor+mask", regularize_factor=0.5, regularize_init="paper")
     net = FlexNet(1, 10, [9, 9], hidden_channels=4, num_blocks=1, block_width_factors=[], conv=conv)
     task = ClassificationTask(num_classes=10, net=net, optimizer=partial(torch.optim.Adam, lr=1e-3))
     assert task.auxiliary_loss() is None  # before the first forward the grid is unknown
