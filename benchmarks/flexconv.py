@@ -13,12 +13,12 @@ process's CPU time; a ratio is the median over rounds of the per-round ratio.
   theirs) at batch 64, 32 -> 32 channels, 32 x 32, horizon 33, with masks cropping the kernel to
   5x5, 13x13 and 33x33; and FlexNet-7 (their `models.ckresnet.Img_ResNet` with the CIFAR-10
   settings, ours `models.flexnet.FlexNet`), whole net, train mode, same weights. Their crop
-  keeps the samples strictly inside the mask's threshold radius, ours also the first one beyond
-  it (`layers.flexconv.mask.crop_window`), so for the same mask ours is one sample wider per
-  side; to compare equal work and equal outputs, our layers get the mask threshold at which
-  they crop exactly as theirs (`matched_threshold`), and the outputs are compared (eval mode).
-  FlexNet-7 is also timed as configured (threshold 0.1: our crop, 7x7 instead of 5x5 at the
-  initial mask).
+  keeps the samples strictly inside the mask's threshold radius, as ours does with
+  `mask_crop="inside"` (`layers.flexconv.mask.crop_window`; the paper recipes
+  `experiment=flexnet7_cifar10` and `flextcn_sequences` set `mask.crop=inside`), so our layers
+  crop exactly as theirs and the outputs are compared (eval mode). FlexNet-7 is also timed
+  with the framework's default crop (`mask.crop=cover`: also the first sample beyond the
+  radius, 7x7 instead of 5x5 at the initial mask).
 - `layers`: our FlexConv2d (FlexNet-7's widest layer, 48 -> 48 channels, 32 x 32) at 5x5, 17x17
   and 33x33 masks, FlexConv1d and CKConv1d at sMNIST shapes, on the path `impl="auto"` picks:
   the share of the layer's time spent generating the kernel (kernel network + mask, forward +
@@ -73,6 +73,8 @@ TARGET_SPEEDUP = 1.1  # ours against the authors' FlexConv, every kernel size an
 REFERENCE = "flexconv"  # the checkout's folder under $FARCONV_REFS
 REFERENCE_SOURCE = "https://github.com/rjbruin/flexconv"
 HORIZON = 33
+# Our FlexNet-7 with the reference's crop (the paper recipe's) and with the framework's default.
+SAME_CROP, DEFAULT_CROP = "ours, mask.crop=inside (experiment=flexnet7_cifar10)", "ours, mask.crop=cover (default)"
 MNIST_TRAIN_IMAGES = 54000  # 60000 less the 10% validation split (cfg/common/datamodule.yaml)
 
 
@@ -192,17 +194,8 @@ def load_authors() -> tuple[types.ModuleType | None, types.ModuleType | None, st
 
 def sigma_for_size(size: int, grid: int = HORIZON, threshold: float = 0.1) -> float:
     """A centred mask width whose threshold radius reaches `(size - 1) / 2 + 0.5` samples: the
-    authors' crop then keeps `size` samples (odd sizes)."""
+    authors' crop (and ours with `mask_crop="inside"`) then keeps `size` samples (odd sizes)."""
     return ((size - 1) // 2 + 0.5) / ((grid - 1) / 2) / threshold_radius(1.0, threshold)
-
-
-def matched_threshold(size: int, sigma: float, grid: int = HORIZON) -> float:
-    """The mask threshold at which our crop of a mask of width `sigma` keeps `size` samples (its
-    radius at `(size - 1) / 2 - 0.25` samples)."""
-    half = (size - 1) // 2
-    if half == 0:
-        return 0.999
-    return math.exp(-0.5 * ((half - 0.25) / ((grid - 1) / 2) / sigma) ** 2)
 
 
 @torch.no_grad()
@@ -230,8 +223,8 @@ def authors_flexconv(ck: types.ModuleType, channels: int, sigma: float) -> nn.Mo
                        kernel_no_layers=3, kernel_input_scale=25.6, conv_use_fft=False, mask_init_value=sigma)  # fmt: skip
 
 
-def our_flexconv(channels: int, threshold: float, impl: str = "auto") -> FlexConv2d:
-    return FlexConv2d(channels, channels, HORIZON, kernel_net=MAGNet, impl=impl, mask_threshold=threshold)
+def our_flexconv(channels: int, impl: str = "auto") -> FlexConv2d:
+    return FlexConv2d(channels, channels, HORIZON, kernel_net=MAGNet, impl=impl, mask_crop="inside")
 
 
 def max_difference(a: Tensor, b: Tensor) -> float:
@@ -247,10 +240,10 @@ def reference_layers(ck: types.ModuleType, args: argparse.Namespace, device: tor
         torch.manual_seed(size)
         sigma = sigma_for_size(size)
         theirs = authors_flexconv(ck, channels, sigma).to(device)
-        paths = {"ours": our_flexconv(channels, matched_threshold(size, sigma)).to(device)}
+        paths = {"ours": our_flexconv(channels).to(device)}
         if size < HORIZON:  # the other path too, to see the crossover at this shape (at 33x33 the spatial one is theirs)
-            paths["ours, spatial"] = our_flexconv(channels, matched_threshold(size, sigma), "spatial").to(device)
-            paths["ours, fft"] = our_flexconv(channels, matched_threshold(size, sigma), "fft").to(device)
+            paths["ours, spatial"] = our_flexconv(channels, "spatial").to(device)
+            paths["ours, fft"] = our_flexconv(channels, "fft").to(device)
         for layer in paths.values():
             copy_flexconv(theirs, layer)
         with torch.no_grad():
@@ -318,19 +311,19 @@ def reference_flexnet(resnet: types.ModuleType, args: argparse.Namespace, device
     theirs = authors_flexnet(resnet, 3, 10, blocks, widths).to(device)
     initial_size = 2 * math.floor(threshold_radius(0.075, 0.1) * (HORIZON - 1) / 2 - 1e-9) + 1  # their crop of the initial mask
 
-    def ours(threshold: float) -> FlexNet:
-        conv = partial(flex_conv, horizon=HORIZON, kernel_net=partial(MAGNet, hidden_channels=32, num_layers=3, input_scale=25.6), mask_threshold=threshold)
+    def ours(crop: str) -> FlexNet:
+        conv = partial(flex_conv, horizon=HORIZON, kernel_net=partial(MAGNet, hidden_channels=32, num_layers=3, input_scale=25.6), mask_crop=crop)
         net = FlexNet(3, 10, [32, 32], hidden_channels=24, num_blocks=blocks, block_width_factors=widths, dropout=0.2, conv=conv).to(device)
         copy_flexnet(theirs, net)
         return net
 
-    nets = {"ours, same crop": ours(matched_threshold(initial_size, 0.075)), "ours, as configured": ours(0.1)}
+    nets = {SAME_CROP: ours("inside"), DEFAULT_CROP: ours("cover")}
     x = torch.randn(args.batch, 3, 32, 32, device=device, requires_grad=True)
     for net in (theirs, *nets.values()):
         net.eval()
     with torch.no_grad():
         outputs = {name: net(x) for name, net in nets.items()}
-        difference = max_difference(theirs(x), outputs["ours, same crop"])
+        difference = max_difference(theirs(x), outputs[SAME_CROP])
     kernels = {name: list(net.stem[0].kernel_size) for name, net in nets.items()}
     for net in (theirs, *nets.values()):
         net.train()
@@ -384,10 +377,9 @@ def layer_cases(args: argparse.Namespace, device: torch.device) -> list[dict]:
     width = 16 if args.quick else 48
     x2 = torch.randn(args.batch, width, 32, 32, device=device, requires_grad=True)
     for size in [5, 33] if args.quick else [5, 17, 33]:
-        layer = FlexConv2d(width, width, HORIZON, kernel_net=MAGNet).to(device)
+        layer = FlexConv2d(width, width, HORIZON, kernel_net=MAGNet, mask_crop="inside").to(device)
         with torch.no_grad():
             layer.mask_sigma.fill_(sigma_for_size(size))
-        layer.mask_threshold = matched_threshold(size, sigma_for_size(size))
         results.append(layer_case(f"FlexConv2d {width}->{width}, 32x32, mask {size}x{size}", layer, x2, args.repeats))
     x1 = torch.randn(args.batch, 30, 784, device=device, requires_grad=True)
     results.append(layer_case("FlexConv1d 30->30, L=784, initial mask", FlexConv1d(30, 30, kernel_net=MAGNet).to(device), x1, args.repeats))
@@ -495,8 +487,8 @@ def verdicts(report: dict, args: argparse.Namespace) -> dict:
         out["kernel generation"] = f"at most {worst:.1%} of a layer's time at batch {args.batch} (target <= {TARGET_SHARE:.0%}: {'met' if worst <= TARGET_SHARE else 'NOT met'})"
     reference = report.get("reference", {})
     if reference.get("available"):
-        ratios = [row["speedup"]["ours"] for row in reference["layers"]] + [reference["flexnet"]["speedup"]["ours, same crop"]]
-        out["speed against rjbruin/flexconv"] = (f"{min(ratios):.2f}x to {max(ratios):.2f}x over the kernel sizes and FlexNet (same crop) "
+        ratios = [row["speedup"]["ours"] for row in reference["layers"]] + [reference["flexnet"]["speedup"][SAME_CROP]]
+        out["speed against rjbruin/flexconv"] = (f"{min(ratios):.2f}x to {max(ratios):.2f}x over the kernel sizes and FlexNet-7 (the reference's crop, as the paper recipe) "
                                                  f"(target >= {TARGET_SPEEDUP}x everywhere: {'met' if min(ratios) >= TARGET_SPEEDUP else 'NOT met'})")  # fmt: skip
     return out
 
@@ -521,7 +513,7 @@ def markdown_report(report: dict) -> str:
         if not reference["available"]:
             lines += [f"Skipped: {reference['why']}."]
         else:
-            lines += [f"Their checkout: `{reference['where']}`. Same weights; our mask threshold set so that our crop equals theirs "
+            lines += [f"Their checkout: `{reference['where']}`. Same weights; our layers with `mask_crop=\"inside\"`, which crops as theirs "
                       "(see the module docstring); `difference`: largest output difference relative to the largest output (eval mode).", "",
                       "`peak`: memory allocated at the high-water mark of one forward + backward (`engine.profiling.peak_memory_mb`), "
                       "ours against theirs; `ours spatial` / `ours fft`: ms (speed-up) of each path forced.", "",

@@ -57,6 +57,7 @@ class MaskConfig:
     init_value: float = 0.075  # FlexConv mask: initial sigma
     threshold: float = 0.1  # crop where the mask is below this
     dynamic_cropping: bool = True
+    crop: str = "cover"  # which samples the crop keeps: cover | inside (layers.flexconv.mask.CROP_RULES)
     lr_factor: float = 0.1  # learning-rate factor of the mask parameters
 
 
@@ -143,6 +144,7 @@ RANGES: dict[str, Rule] = {
     "dataset.num_workers": at_least(0),
     "mask.init_value": greater_than(0),
     "mask.threshold": strictly_between(0, 1),
+    "mask.crop": one_of("cover", "inside"),
     "mask.lr_factor": greater_than(0),
     "conv.horizon": kernel_horizon,
     "kernel.net.hidden_channels": at_least(1),

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from layers.flexconv.ckconv import CKConv
 from layers.flexconv.grid import Horizon, samples_per_unit
-from layers.flexconv.mask import MIN_SIGMA, crop_window, gaussian, threshold_radius, window_bounds
+from layers.flexconv.mask import CROP_RULES, MIN_SIGMA, crop_window, gaussian, threshold_radius, window_bounds
 from layers.flexconv.regularizer import MASK_BUDGET_SHARE, TARGETS, mask_frequency, mask_sigma_within
 
 # The kernel network starts a bit wider than the mask, so the masked kernel is not cut off
@@ -37,6 +37,8 @@ class FlexConv(CKConv):
         mask_init_sigma: initial mask width (0.075 in the paper).
         mask_threshold: crop where the mask falls below this value, in (0, 1).
         mask_dynamic_cropping: crop (compute shrinks); False evaluates the full grid.
+        mask_crop: which samples the crop keeps (`layers.flexconv.mask.CROP_RULES`): `cover` (also
+            the first one beyond the threshold radius) or `inside` (the reference's).
         mask_lr_factor: learning-rate factor of the mask parameters.
     """
 
@@ -50,10 +52,13 @@ class FlexConv(CKConv):
         mask_init_sigma: float = 0.075,
         mask_threshold: float = 0.1,
         mask_dynamic_cropping: bool = True,
+        mask_crop: str = "cover",
         mask_lr_factor: float = 0.1,
         **options,
     ) -> None:
         name = type(self).__name__
+        if mask_crop not in CROP_RULES:
+            raise ValueError(f"{name}: mask crop={mask_crop!r} must be one of {', '.join(CROP_RULES)}")
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"{name}: mask threshold={mask_threshold} must be in (0, 1)")
         if mask_init_sigma <= 0 or mask_lr_factor <= 0:
@@ -64,13 +69,14 @@ class FlexConv(CKConv):
         self.mask_sigma = nn.Parameter(torch.full((dim,), float(mask_init_sigma)))
         self.mask_threshold = float(mask_threshold)
         self.mask_dynamic_cropping = mask_dynamic_cropping
+        self.mask_crop = mask_crop
         self.mask_lr_factor = float(mask_lr_factor)
 
     def regularize_targets(self) -> tuple[str, ...]:
         return TARGETS
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, mask_threshold={self.mask_threshold}, cropping={self.mask_dynamic_cropping}"
+        return f"{super().extra_repr()}, mask_threshold={self.mask_threshold}, cropping={self.mask_dynamic_cropping}, crop={self.mask_crop}"
 
     def crop_windows(self, sizes: Sequence[int]) -> list[tuple[int, int]]:
         """`(start, stop)` of the grid samples kept per dimension (see `layers.flexconv.mask.crop_window`).
@@ -83,7 +89,7 @@ class FlexConv(CKConv):
             return [(0, size) for size in sizes]
         means, sigmas = self.mask_mean.tolist(), self.mask_sigma.tolist()
         ratio = self.resolution_ratio()
-        return [crop_window(size, mean, sigma, self.mask_threshold, self.causal, ratio) for size, mean, sigma in zip(sizes, means, sigmas)]
+        return [crop_window(size, mean, sigma, self.mask_threshold, self.causal, ratio, self.mask_crop) for size, mean, sigma in zip(sizes, means, sigmas)]
 
     def kernel_axes(self, sizes: Sequence[int], reference: Tensor) -> list[Tensor]:
         full = super().kernel_axes(sizes, reference)
@@ -110,7 +116,7 @@ class FlexConv(CKConv):
         dtype = axis.dtype
         radius = sigma.detach().abs().clamp_min(MIN_SIGMA) * math.sqrt(-2.0 * math.log(self.mask_threshold))
         ratio = self.sampling_rate_norm.to(dtype) ** (-1.0 / self.dim)
-        start, stop = window_bounds(len(axis), mean.detach().to(dtype), radius.to(dtype), self.causal, ratio)
+        start, stop = window_bounds(len(axis), mean.detach().to(dtype), radius.to(dtype), self.causal, ratio, self.mask_crop)
         index = torch.arange(len(axis), device=axis.device, dtype=dtype)
         return ((index >= start) & (index < stop)).to(dtype)
 

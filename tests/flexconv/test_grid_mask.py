@@ -79,6 +79,24 @@ def test_causal_crop_keeps_the_newest_end_by_hand():
     assert crop_window(40, 3.0, 0.01, 0.1, causal=True) == (39, 40)  # at least one sample
 
 
+def test_inside_crop_by_hand():
+    # rjbruin/flexconv's crop: only the samples strictly within reach. 2.57 samples -> 2 per side
+    assert crop_window(33, 0.0, 0.075, 0.1, causal=False, rule="inside") == (14, 19)
+    assert crop_window(33, -0.25, 0.075, 0.1, causal=False, rule="inside") == (10, 23)  # 6.57 -> 6
+    assert crop_window(33, 0.0, 2.0, 0.1, causal=False, rule="inside") == (0, 33)
+    assert crop_window(33, 0.0, 1e-6, 0.1, causal=False, rule="inside") == (16, 17)  # the centre alone
+    # causal, 40 samples: the mask exceeds 0.1 from index 35.86 -> indices 36..39
+    start, stop = crop_window(40, 1.0, 0.075, 0.1, causal=True, rule="inside")
+    assert (start, stop) == (36, 40)
+    axis = torch.linspace(-1, 1, 40)
+    assert torch.all(gaussian(axis[start:stop], torch.tensor(1.0), torch.tensor(0.075)) >= 0.1)
+    assert crop_window(40, 3.0, 0.01, 0.1, causal=True, rule="inside") == (39, 40)  # at least one sample
+    # on a 2x finer grid it ends where it ended on the grid it was trained on
+    assert crop_window(65, 0.0, 0.075, 0.1, causal=False, ratio=2.0, rule="inside") == (28, 37)
+    with pytest.raises(ValueError, match="crop rule='floor' must be one of cover, inside"):
+        crop_window(33, 0.0, 0.075, 0.1, causal=False, rule="floor")
+
+
 @pytest.mark.parametrize("size, mean, sigma", [(33, 0.1, 0.2), (65, -0.4, 0.05), (17, 0.0, 0.3), (101, 0.7, 0.01)])
 def test_centred_crop_keeps_the_samples_within_reach_and_one_beyond(size, mean, sigma):
     start, stop = crop_window(size, mean, sigma, 0.1, causal=False)
@@ -106,6 +124,11 @@ def test_flexconv_kernel_size_follows_its_mask():
     layer = FlexConv2d(1, 1, 33)
     layer(torch.zeros(1, 1, 32, 32))
     assert layer.kernel_size == (7, 7)
+    inside = FlexConv2d(1, 1, 33, mask_crop="inside")
+    inside(torch.zeros(1, 1, 32, 32))
+    assert inside.kernel_size == (5, 5)  # the reference's crop of the initial mask
+    with pytest.raises(ValueError, match="FlexConv2d: mask crop='ceil' must be one of cover, inside"):
+        FlexConv2d(1, 1, 33, mask_crop="ceil")
     with torch.no_grad():
         layer.mask_sigma.fill_(0.5)
     layer(torch.zeros(1, 1, 32, 32))

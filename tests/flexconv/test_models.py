@@ -86,6 +86,7 @@ def test_other_nets_take_the_families():
         (["conv=flex", "mask.threshold=1.0"], "mask.threshold=1.0 is out of range: must be in (0, 1)"),
         (["conv=flex", "kernel=wavelet"], "kernel=wavelet does not exist; available kernel options: fourier, gabor, magnet, mlp, siren"),
         (["conv=flex", "kernel.regularize.target=sines"], "kernel.regularize.target=sines is out of range: must be one of gabor, gabor+mask"),
+        (["conv=flex", "mask.crop=ceil"], "mask.crop=ceil is out of range: must be one of cover, inside"),
         (["conv=flex", "kernel=siren", "kernel.net.omega_0=0"], "kernel.net.omega_0=0 is out of range: must be > 0"),
     ],
 )

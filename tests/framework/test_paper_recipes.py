@@ -146,6 +146,7 @@ REFERENCE: dict[str, dict[str, Any]] = {
         "mask.init_value": 0.075,
         "mask.lr_factor": 0.1,
         "mask.dynamic_cropping": True,
+        "mask.crop": "inside",  # ckconv/nn/flexconv.py keeps the samples within the threshold radius
         "optimizer._target_": "torch.optim.Adam",
         "train.lr": 0.01,
         "train.weight_decay": 0.0,
@@ -165,6 +166,7 @@ REFERENCE: dict[str, dict[str, Any]] = {
         "train.lr": 0.01,
         "train.weight_decay": 0.0,
         "mask.lr_factor": 0.1,
+        "mask.crop": "inside",
     },
     # dwromero/ckconv README commands (2 blocks of 30 channels, SIREN 32 units, 3 layers, Adam 1e-3)
     "ckcnn_sequences": {
