@@ -2,8 +2,8 @@
 
 `run_crossres.py` trains a net on inputs resized to `cross_res.source_res`, evaluates it
 out of the box on inputs resized to `cross_res.target_res`, fine-tunes it there for
-`cross_res.finetune_epochs` and tests again. The three phases log to one run (the same
-CSV file and W&B run) under `source/…`, `ootb/…` and `target/…`, with steps continuing.
+`cross_res.finetune_epochs` and tests again. The phases log to one run (the same CSV file and
+W&B run) under `source/…`, `ootb/…` and `target/…`, with steps continuing.
 With `cross_res.bn_recalibration_batches > 0` a fourth test, `ootb_bn/…`, runs the
 out-of-the-box weights with BatchNorm statistics re-estimated at the target resolution
 (no gradient step; the fine-tuning phase starts from the trained statistics).
@@ -192,9 +192,14 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
         if batches > 0:
             for logger in loggers:
                 logger.phase = "ootb_bn"
-            with batch_norm_statistics_from(target.task.net, itertools.islice(target.datamodule.train_dataloader(), batches)) as count:
-                log.info(f"ootb_bn phase: the statistics of {count} BatchNorm layers re-estimated on {batches} training batches at {target_res}, no gradient step")
-                metrics.update(_test("ootb_bn", target_res, target))
+            device = target.trainer.strategy.root_device
+            with batch_norm_statistics_from(target.task.net, target.datamodule.train_dataloader(), batches, device) as (norms, used):
+                if norms == 0:
+                    log.warning("ootb_bn phase skipped: the net has no BatchNorm layer with running statistics")
+                else:
+                    log.info(f"ootb_bn phase: the statistics of {norms} BatchNorm layers re-estimated on {used} training batches "
+                             f"(training transforms) at {target_res}, no gradient step")
+                    metrics.update(_test("ootb_bn", target_res, target))
         if cfg.cross_res.finetune_epochs > 0:
             for logger in loggers:
                 logger.phase = "target"
@@ -208,15 +213,19 @@ def cross_resolution(cfg: DictConfig, run_dir: Path, choices: dict[str, Any]) ->
     return metrics
 
 
-PHASE_TITLES = {"source": "source (trained)", "ootb": "out of the box", "ootb_bn": "ootb, BN re-estimated", "target": "fine-tuned (target)"}
+PHASE_TITLES = {"source": "source (trained)", "ootb": "out of the box", "ootb_bn": "ootb, BN re-est.", "target": "fine-tuned (target)"}
 
 
 @contextlib.contextmanager
-def batch_norm_statistics_from(net: torch.nn.Module, batches: Iterable[Any]) -> Iterator[int]:
-    """Within the block, every BatchNorm of `net` uses running statistics re-estimated from
-    `batches` (`(inputs, ...)`, inputs on any device; an equal-weight average over them, the
-    rest of the net in eval mode: no dropout, no gradient); on exit the trained statistics
-    come back. Yields the number of BatchNorm layers.
+def batch_norm_statistics_from(net: torch.nn.Module, loader: Iterable[Any], max_batches: int,
+                               device: torch.device | None = None) -> Iterator[tuple[int, int]]:  # fmt: skip
+    """Within the block, every BatchNorm of `net` that tracks running statistics uses statistics
+    re-estimated from the first `max_batches` batches `(inputs, ...)` of `loader`: an
+    equal-weight average over them, computed with the rest of the net in eval mode (no dropout,
+    no gradient) on `device` (default: the net's; the net is moved there). On exit the trained
+    statistics and every module's train/eval mode come back; the global random number
+    generator is left as it was (a shuffling loader draws from it). Yields `(number of
+    BatchNorm layers, batches used)`.
 
     A net trained at one resolution meets differently distributed activations at another,
     even with kernels that do not alias; re-estimating the statistics separates that shift
@@ -224,25 +233,29 @@ def batch_norm_statistics_from(net: torch.nn.Module, batches: Iterable[Any]) -> 
     """
     norms = [module for module in net.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats]
     saved = [(norm.momentum, {name: buffer.clone() for name, buffer in norm.named_buffers(recurse=False)}) for norm in norms]
-    was_training = net.training
-    device = next(net.parameters()).device
+    modes = [(module, module.training) for module in net.modules()]
+    device = device if device is not None else next(net.parameters()).device
+    used = 0
     try:
-        net.eval()
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # cumulative average
-            norm.train()
-        with torch.no_grad():
-            for batch in batches:
-                net(batch[0].to(device))
-        net.eval()
-        yield len(norms)
+        if norms:
+            net.to(device).eval()
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # cumulative average
+                norm.train()
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                for batch in itertools.islice(loader, max_batches):
+                    net(batch[0].to(device))
+                    used += 1
+            net.eval()
+        yield len(norms), used
     finally:
         for norm, (momentum, buffers) in zip(norms, saved):
             norm.momentum = momentum
             for name, value in buffers.items():
                 getattr(norm, name).copy_(value)
-        net.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def _test(phase: str, res: int, experiment: Experiment, checkpoint: str | Path | None = None) -> dict[str, float]:

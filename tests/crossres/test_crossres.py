@@ -1,4 +1,4 @@
-"""run_crossres.py end to end on scikit-learn's digits at tiny sizes: three phases, one run."""
+"""run_crossres.py end to end on scikit-learn's digits at tiny sizes: the phases, one run."""
 
 from __future__ import annotations
 
@@ -78,28 +78,35 @@ def test_bn_recalibration_adds_a_phase_to_the_run(tmp_path):
     assert {"ootb/test/acc", "ootb_bn/test/acc"} <= set(metrics)
     assert "ootb_bn/test/acc" in csv_header(run_dir)
     log_text = (run_dir / "farconv.log").read_text()
-    assert "ootb_bn phase: the statistics of 3 BatchNorm layers re-estimated on 2 training batches at 8" in log_text
-    assert "ootb, BN re-estimated" in log_text[log_text.rindex("phase "):]
+    assert "ootb_bn phase: the statistics of 3 BatchNorm layers re-estimated on 2 training batches (training transforms) at 8" in log_text
+    assert "ootb, BN re-est." in log_text[log_text.rindex("phase "):]
 
 
 def test_batch_norm_statistics_are_re_estimated_inside_the_block_and_restored_after():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Dropout(0.5))
-    norm = net[1]
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.Dropout(0.5), torch.nn.BatchNorm2d(3),
+                              torch.nn.BatchNorm2d(3, track_running_stats=False))  # fmt: skip
+    norm, untracked = net[2], net[3]
     trained = {name: buffer.clone() for name, buffer in norm.named_buffers()}
     net.train()
-    batches = [(3 + 2 * torch.randn(8, 1, 6, 6), None), (3 + 2 * torch.randn(4, 1, 6, 6), None)]
-    with batch_norm_statistics_from(net, batches) as count:
-        assert count == 1 and not net.training and not norm.training
-        features = torch.cat([net[0](inputs) for inputs, _ in batches]).detach()
-        # an equal-weight average over the batches, not a momentum average (batch sizes differ: not exact)
-        batch_means = torch.stack([net[0](inputs).mean((0, 2, 3)) for inputs, _ in batches]).detach()
+    net[0].eval()  # a mixed state comes back as it was
+    batches = [(3 + 2 * torch.randn(8, 1, 6, 6), None), (3 + 2 * torch.randn(4, 1, 6, 6), None), (torch.zeros(8, 1, 6, 6), None)]
+    with batch_norm_statistics_from(net, batches, max_batches=2) as (count, used):
+        assert (count, used) == (1, 2) and not any(module.training for module in (net, net[1], norm, untracked))
+        # dropout was off: the statistics are those of the convolution's outputs themselves,
+        # an equal-weight average over the batches (not a momentum average)
+        batch_means = torch.stack([net[0](inputs).mean((0, 2, 3)) for inputs, _ in batches[:2]]).detach()
         torch.testing.assert_close(norm.running_mean, batch_means.mean(0))
-        assert norm.running_mean.sub(features.mean((0, 2, 3))).abs().max() < 0.1
         assert int(norm.num_batches_tracked) == 2
     for name, buffer in norm.named_buffers():
         torch.testing.assert_close(buffer, trained[name])
-    assert net.training and norm.momentum == 0.1
+    assert [module.training for module in net.modules()] == [True, False, True, True, True] and norm.momentum == 0.1
+    # a shuffling loader draws from the global generator; the block leaves it as it was
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 1, 6, 6)), batch_size=4, shuffle=True)
+    rng = torch.get_rng_state()
+    with batch_norm_statistics_from(net, shuffled, max_batches=3) as (_, used):
+        assert used == 3
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_resize_shapes_and_identity():
