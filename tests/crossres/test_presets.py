@@ -30,6 +30,7 @@ def test_cifar10_preset_is_the_papers_table_4_recipe():
     assert (cfg.train.lr, cfg.train.weight_decay, cfg.scheduler.warmup_epochs, cfg.mask.lr_factor) == (0.01, 0.0, 5, 0.1)
     assert cfg.optimizer._target_ == "torch.optim.Adam"
     assert (cfg.kernel.regularize.target, cfg.kernel.regularize.factor, cfg.kernel.regularize.gauss_stddevs) == ("gabor+mask", 0.1, 2.0)
+    assert (cfg.kernel.regularize.form, cfg.kernel.regularize.init, cfg.mask.crop) == ("max", "paper", "inside")
 
 
 @pytest.mark.parametrize("target", ["gabor", "null"])

@@ -240,9 +240,10 @@ def test_wrong_input_shape_is_named():
 @pytest.mark.slow  # torch.compile tracing
 @pytest.mark.parametrize("layer_type, shape", [(FlexConv1d, (2, 2, 30)), (FlexConv2d, (2, 2, 15, 15))])
 @pytest.mark.parametrize("finer", [1, 2])  # 2: re-sampled for a 2x finer grid (crop quantised on the trained one)
-def test_compiled_flexconv_zeroes_instead_of_cropping(layer_type, shape, finer):
+@pytest.mark.parametrize("crop", ["cover", "inside"])
+def test_compiled_flexconv_zeroes_instead_of_cropping(layer_type, shape, finer, crop):
     torch.manual_seed(8)
-    layer = layer_type(2, 3, kernel_net=SMALL_MAGNET)
+    layer = layer_type(2, 3, kernel_net=SMALL_MAGNET, mask_crop=crop)
     with torch.no_grad():
         layer.mask_sigma.fill_(0.21)
     if finer > 1:

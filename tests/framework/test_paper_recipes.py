@@ -146,7 +146,7 @@ REFERENCE: dict[str, dict[str, Any]] = {
         "mask.init_value": 0.075,
         "mask.lr_factor": 0.1,
         "mask.dynamic_cropping": True,
-        "mask.crop": "inside",  # ckconv/nn/flexconv.py keeps the samples within the threshold radius
+        "mask.crop": "inside",  # ckconv/nn/ckconv.py keeps the samples within the threshold radius
         "optimizer._target_": "torch.optim.Adam",
         "train.lr": 0.01,
         "train.weight_decay": 0.0,
