@@ -65,7 +65,7 @@ from engine.profiling import peak_memory_mb  # noqa: E402
 from layers.flexconv import CKConv1d, FlexConv1d, FlexConv2d, MAGNet, fft_conv, flex_conv, spatial_conv  # noqa: E402
 from layers.flexconv.ckconv import CKConv  # noqa: E402
 from layers.flexconv.functional import use_fft  # noqa: E402
-from layers.flexconv.mask import threshold_radius  # noqa: E402
+from layers.flexconv.mask import crop_window, threshold_radius  # noqa: E402
 from models.flexnet import FlexNet  # noqa: E402
 
 TARGET_SHARE = 0.20  # kernel generation should take at most this share of the layer's time
@@ -309,7 +309,8 @@ def reference_flexnet(resnet: types.ModuleType, args: argparse.Namespace, device
     blocks, widths = (2, [1.0, 1, 1.5, 1]) if args.quick else (7, [1.0, 2, 1.5, 3, 2.0, 2])
     torch.manual_seed(7)
     theirs = authors_flexnet(resnet, 3, 10, blocks, widths).to(device)
-    initial_size = 2 * math.floor(threshold_radius(0.075, 0.1) * (HORIZON - 1) / 2 - 1e-9) + 1  # their crop of the initial mask
+    start, stop = crop_window(HORIZON, 0.0, 0.075, 0.1, causal=False, rule="inside")  # their crop of the initial mask
+    initial_size = stop - start
 
     def ours(crop: str) -> FlexNet:
         conv = partial(flex_conv, horizon=HORIZON, kernel_net=partial(MAGNet, hidden_channels=32, num_layers=3, input_scale=25.6), mask_crop=crop)
