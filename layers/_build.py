@@ -4,13 +4,20 @@
 time they are needed (later runs reuse the cached build in `$TORCH_EXTENSIONS_DIR`,
 rebuilding when a source changes) and returns the module; when the build fails it warns
 once, in one line, and returns `None` so the caller falls back to its PyTorch reference.
+
+CPU builds use the widest vector instructions this machine's torch dispatches to (AVX2 and
+FMA where `torch.backends.cpu.get_cpu_capability()` reports AVX2 or AVX512; the environment
+variable `ATEN_CPU_CAPABILITY=default` turns them off) and are cached under a name that says
+so, so machines with different CPUs sharing one cache each build their own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -19,11 +26,22 @@ _CACHE: dict[str, ModuleType | None] = {}
 _FAILURES: dict[str, str] = {}
 
 CPU_FLAGS = ["-O3", "-fopenmp"]
+# torch's CPU capability -> (suffix of the build's name, compiler flags) on x86-64 with GCC or Clang
+INSTRUCTION_SETS = {"AVX2": ("avx2", ["-mavx2", "-mfma"]), "AVX512": ("avx2", ["-mavx2", "-mfma"])}
 CUDA_FLAGS = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
 
 
 class ExtensionUnavailable(RuntimeError):
     """An extension was required (`impl="extension"`) but cannot be built."""
+
+
+def instruction_set() -> tuple[str, list[str]]:
+    """`(suffix, flags)` of the vector instructions CPU builds use here; `("", [])` for none."""
+    import torch
+
+    if sys.platform == "win32" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return "", []
+    return INSTRUCTION_SETS.get(torch.backends.cpu.get_cpu_capability(), ("", []))
 
 
 def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | None:
@@ -40,10 +58,11 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.NOTSET)
         if cuda:
             cpp_extension.CUDA_HOME = cuda_home() or cpp_extension.CUDA_HOME
+        suffix, flags = ("", []) if cuda else instruction_set()
         module = cpp_extension.load(
-            name=name,
+            name=f"{name}_{suffix}" if suffix else name,
             sources=[str(source) for source in sources],
-            extra_cflags=CPU_FLAGS,
+            extra_cflags=CPU_FLAGS + flags,
             extra_ldflags=["-fopenmp"],
             extra_cuda_cflags=CUDA_FLAGS if cuda else None,
             verbose=os.environ.get("FARCONV_VERBOSE_BUILD") == "1",

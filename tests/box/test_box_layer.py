@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,6 +194,28 @@ def test_failed_build_warns_once_and_returns_none(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_extension("farconv_test_broken", [broken], cuda=False) is None  # cached, silent
+
+
+@pytest.mark.parametrize(
+    ("capability", "built_as", "vector_flags"),
+    [("AVX2", "farconv_test_isa_avx2", ["-mavx2", "-mfma"]), ("AVX512", "farconv_test_isa_avx2", ["-mavx2", "-mfma"]),
+     ("DEFAULT", "farconv_test_isa", [])],
+)  # fmt: skip
+def test_cpu_builds_use_and_name_the_machines_vector_instructions(monkeypatch, capability, built_as, vector_flags):
+    """A build is named after the instructions it may use, so a cache shared by machines with
+    different CPUs never hands one a build it cannot run."""
+    from torch.utils import cpp_extension
+
+    from layers import _build
+
+    calls = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: calls.append(kwargs) or object())
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(_build.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(_build, "_CACHE", {})
+    assert load_extension("farconv_test_isa", [Path("kernels.cpp")], cuda=False) is not None
+    assert calls[0]["name"] == built_as
+    assert calls[0]["extra_cflags"] == _build.CPU_FLAGS + vector_flags
 
 
 @pytest.mark.slow
