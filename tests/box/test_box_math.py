@@ -197,6 +197,32 @@ def test_gradients_match_autograd_through_the_dense_kernel(impl, exact, normaliz
             torch.testing.assert_close(mine, reference, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("stride", [1, (1, 2), (2, 3)])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_box_gradients_where_edges_sit_on_grid_lines(stride, normalize):
+    """Edges on whole pixels, at and beyond both borders: the compiled kernels split each row
+    into stretches where an edge moves or is clamped, and one-sided slopes change cell exactly
+    on grid lines (a lower edge on column W still has the cell before it, one on column 0 none)."""
+    width, height = 24, 7
+    generator = torch.Generator().manual_seed(12)
+    image = torch.randn(2, 3, height, width, generator=generator, dtype=torch.float64)
+    # y ranges [y_min, y_max + 1): lower edges reaching 0 and W, upper edges reaching 0 and W,
+    # boxes wider than the image, and near-integer edges on either side of a grid line
+    columns = [(-6.0, 2.0), (3.0, 5.0), (-30.0, 29.0), (0.0, 0.0), (2.999, 8.001), (-4.001, -0.999)]
+    rows = [(-2.0, 1.0), (0.0, 3.0), (-1.5, 0.25), (1.0, 9.0), (-9.0, -1.0), (-0.999, 2.001)]
+    x_min, x_max = (torch.tensor([[r[k] for r in rows]] * 3, dtype=torch.float64) for k in (0, 1))
+    y_min, y_max = (torch.tensor([[c[k] for c in columns]] * 3, dtype=torch.float64) for k in (0, 1))
+    weights = torch.randn(2, 3 * len(columns), *box_conv2d(image, x_min, x_max, y_min, y_max, stride=stride).shape[-2:],
+                          generator=generator, dtype=torch.float64)  # fmt: skip
+    gradients = {}
+    for impl in IMPLS:
+        inputs = [t.clone().requires_grad_() for t in (image, x_min, x_max, y_min, y_max)]
+        out = box_conv2d(*inputs, stride=stride, normalize=normalize, impl=impl)
+        gradients[impl] = torch.autograd.grad(out, inputs, weights)
+    for extension, reference in zip(gradients["extension"], gradients["reference"]):
+        torch.testing.assert_close(extension, reference, rtol=1e-10, atol=1e-10)
+
+
 def test_only_requested_gradients_are_computed(impl):
     image = torch.randn(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
     boxes = box(-1.5, 1.5, -1.5, 1.5)

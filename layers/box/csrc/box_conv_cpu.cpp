@@ -3,20 +3,22 @@
 // They work a row at a time. For output row i the two horizontal box edges fall at fixed
 // positions of the integral image S, so P(r_hi, .) - P(r_lo, .) is one "virtual row" of
 // W + 1 values, a blend of (at most) four rows of S computed in one vectorisable pass;
-// every output of the row is then two linear interpolations of it. Along a row, an edge
-// at column j * stride + c reads the virtual row at a fixed offset with a fixed fraction
-// wherever it lies inside the image, and a constant (its first or last value) where it is
-// clamped, so each edge is three runs of straight-line, vectorisable arithmetic.
-// Coordinate gradients reduce the same way: a row slope is the difference of two rows of
-// S, dotted with the output gradients scattered onto the prefix columns; a column slope is
-// a difference of two entries of the virtual row. The input gradient integrates one gradient plane at a
-// time into a per-thread buffer. Cost per output: a handful of operations, whatever the
-// box size.
+// every output of the row is then the difference of two linear interpolations of it. Along
+// a row, an edge at column j * stride + c reads the virtual row at a fixed offset with a
+// fixed fraction wherever it lies inside the image, and a constant (its first or last value)
+// where it is clamped; the row's outputs are cut into at most five segments over which both
+// edges keep their state, and each segment is one straight-line, vectorisable loop.
+// Coordinate gradients reduce the same way, in one pass per segment: a column slope is a
+// difference of two neighbouring entries of the virtual row, a row slope the box's sum
+// across one row of the image (a difference of two rows of S, interpolated at the two
+// edges like the virtual row). The input gradient integrates one gradient plane at a time
+// into a per-thread buffer. Cost per output: a handful of operations, whatever the box size.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "box_conv.h"
@@ -44,13 +46,17 @@ struct Edges {
 // Where one vertical box edge, at column position j * stride + c of a virtual row of W + 1
 // values, falls for the outputs j = 0 .. out_w - 1: clamped to value 0 for j < begin, at
 // cell j * stride + offset with `fraction` for begin <= j < end, clamped to value W after
-// (the rule of `locate`, which gives the same values at the run boundaries).
+// (the rule of `locate`, which gives the same values at the run boundaries). Its one-sided
+// slope cell (the rule of `slope_cell`: right of an upper edge, left of a lower one, which
+// for a lower edge on a grid line is the cell before it) is j * stride + offset + slope_shift
+// for slope_begin <= j < slope_end, and there is none elsewhere.
 template <typename acc_t>
 struct EdgeRuns {
   int begin, end, offset;
   acc_t fraction;
+  int slope_begin, slope_end, slope_shift;
 
-  EdgeRuns(acc_t c, int W, int stride, int out_w) {
+  EdgeRuns(acc_t c, int W, int stride, int out_w, bool upper_edge) {
     const acc_t cell = std::floor(c);
     offset = static_cast<int>(cell);
     fraction = c - cell;
@@ -58,44 +64,94 @@ struct EdgeRuns {
     while (begin < out_w && acc_t(begin * stride) + c < acc_t(0)) ++begin;
     end = begin;
     while (end < out_w && acc_t(end * stride) + c < acc_t(W)) ++end;  // floor < W: cell + 1 <= W
+    slope_shift = upper_edge || fraction > acc_t(0) ? 0 : -1;
+    slope_begin = begin;  // a lower edge on column 0 has no cell before it
+    while (slope_begin < end && slope_begin * stride + offset + slope_shift < 0) ++slope_begin;
+    slope_end = end;  // a lower edge exactly on column W still has the cell before it
+    if (slope_shift < 0 && end < out_w && end * stride + offset == W) ++slope_end;
   }
 
-  // out[j] += sign * scale * (the virtual row `row` interpolated at this edge), j < out_w.
-  void add_to(const acc_t* __restrict row, int W, int stride, int out_w, acc_t weight, acc_t* __restrict out) const {
-    const acc_t first = weight * row[0], last = weight * row[W];
-    for (int j = 0; j < begin; ++j) out[j] += first;
-    const acc_t low = weight * (1 - fraction), high = weight * fraction;
-    if (stride == 1) {
-      const acc_t* __restrict at = row + offset;
-      for (int j = begin; j < end; ++j) out[j] += low * at[j] + high * at[j + 1];
-    } else {
-      for (int j = begin; j < end; ++j) {
-        const int k = j * stride + offset;
-        out[j] += low * row[k] + high * row[k + 1];
-      }
-    }
-    for (int j = end; j < out_w; ++j) out[j] += last;
-  }
+  bool moves(int j) const { return j >= begin && j < end; }
+  bool slopes(int j) const { return j >= slope_begin && j < slope_end; }
+  int slope_cell(int stride, int j) const { return slopes(j) ? j * stride + offset + slope_shift : -1; }
 
-  // The adjoint of the interpolation: scattered[l] += sign * w[j] * (weight of entry l at this edge).
-  void scatter(int W, int stride, int out_w, const acc_t* __restrict w, acc_t sign, acc_t* __restrict scattered) const {
-    acc_t before = 0, after = 0;
-    for (int j = 0; j < begin; ++j) before += w[j];
-    for (int j = end; j < out_w; ++j) after += w[j];
-    scattered[0] += sign * before;
-    scattered[W] += sign * after;
-    const acc_t low = sign * (1 - fraction), high = sign * fraction;
+  // The virtual row `row` interpolated at this edge for output j.
+  acc_t at(const acc_t* row, int W, int stride, int j) const {
+    if (j < begin) return row[0];
+    if (j >= end) return row[W];
+    const acc_t* cell = row + j * stride + offset;
+    return cell[0] + fraction * (cell[1] - cell[0]);
+  }
+};
+
+// A stretch of outputs over which each edge either moves along the virtual rows (inside its
+// value run, and its slope run where slopes are wanted) or stays fixed at their first or last
+// entry (outside both): there every output reads the same blend of entries, at a fixed offset
+// from its own column, and one vectorisable loop does them all. Where an edge moves without a
+// slope cell or the reverse (one output at most, at the end of a run), the segment is not
+// `uniform` and is done output by output.
+struct Segment {
+  int begin, end;
+  bool uniform, left_moves, right_moves;
+};
+
+// The outputs 0 .. out_w - 1 cut wherever either edge enters or leaves a value run (and, with
+// `with_slopes`, a slope run).
+template <typename acc_t>
+std::vector<Segment> segments(const EdgeRuns<acc_t>& left, const EdgeRuns<acc_t>& right, int out_w, bool with_slopes) {
+  std::vector<int> cuts = {0, out_w, left.begin, left.end, right.begin, right.end};
+  if (with_slopes) cuts.insert(cuts.end(), {left.slope_begin, left.slope_end, right.slope_begin, right.slope_end});
+  for (int& cut : cuts) cut = std::min(std::max(cut, 0), out_w);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::vector<Segment> result;
+  for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+    const int j = cuts[k];
+    const bool uniform = !with_slopes || (left.moves(j) == left.slopes(j) && right.moves(j) == right.slopes(j));
+    result.push_back({j, cuts[k + 1], uniform, left.moves(j), right.moves(j)});
+  }
+  return result;
+}
+
+// Calls visit(segment, left_moves, right_moves, unit_stride) for every segment, the flags as
+// std::integral_constant, so that each combination gets its own compiled loop (a unit stride
+// reads contiguous entries, which vectorise).
+template <typename Visit>
+void visit_segments(const std::vector<Segment>& cuts, int stride, Visit&& visit) {
+  const auto with_stride = [&](const Segment& segment, auto left_moves, auto right_moves) {
     if (stride == 1) {
-      acc_t* __restrict at = scattered + offset;
-      for (int j = begin; j < end; ++j) at[j] += low * w[j];
-      for (int j = begin; j < end; ++j) at[j + 1] += high * w[j];
+      visit(segment, left_moves, right_moves, std::true_type{});
     } else {
-      for (int j = begin; j < end; ++j) {
-        const int k = j * stride + offset;
-        scattered[k] += low * w[j];
-        scattered[k + 1] += high * w[j];
-      }
+      visit(segment, left_moves, right_moves, std::false_type{});
     }
+  };
+  for (const Segment& segment : cuts) {
+    if (segment.left_moves && segment.right_moves) {
+      with_stride(segment, std::true_type{}, std::true_type{});
+    } else if (segment.left_moves) {
+      with_stride(segment, std::true_type{}, std::false_type{});
+    } else if (segment.right_moves) {
+      with_stride(segment, std::false_type{}, std::true_type{});
+    } else {
+      with_stride(segment, std::false_type{}, std::false_type{});
+    }
+  }
+}
+
+// One edge of a uniform segment, as its loop reads a virtual row: the blend of entries
+// offset + column and offset + column + 1 when it moves, else the fixed entry.
+template <typename acc_t, bool MOVES>
+struct SegmentEdge {
+  int offset, fixed;
+  acc_t fraction;
+
+  SegmentEdge(const EdgeRuns<acc_t>& runs, const Segment& segment, int W)
+      : offset(runs.offset), fixed(segment.begin < runs.begin ? 0 : W), fraction(runs.fraction) {}
+
+  acc_t at(const acc_t* __restrict row, int column) const {
+    if (!MOVES) return row[fixed];
+    const acc_t* cell = row + column + offset;
+    return cell[0] + fraction * (cell[1] - cell[0]);
   }
 };
 
@@ -106,19 +162,15 @@ struct BoxRows {
   int H, W, stride_h, out_w;
   acc_t r_lo, r_hi;
   int stride_w;
-  std::vector<Taps<acc_t>> left, right;  // where each output column's box edges fall
-  EdgeRuns<acc_t> left_runs, right_runs;  // the same, as runs (for the box sums)
-  std::vector<acc_t> row;                // the virtual row of the current output row
+  EdgeRuns<acc_t> left_runs, right_runs;  // where each output column's box edges fall
+  std::vector<Segment> cuts;              // the box sums' segments of an output row
+  std::vector<acc_t> row;                 // the virtual row of the current output row
 
   BoxRows(const acc_t* plane, int H, int W, acc_t r_lo, acc_t r_hi, acc_t c_lo, acc_t c_hi, int stride_h, int stride_w,
           int out_w)
-      : S(plane), H(H), W(W), stride_h(stride_h), out_w(out_w), r_lo(r_lo), r_hi(r_hi), stride_w(stride_w), left(out_w),
-        right(out_w), left_runs(c_lo, W, stride_w, out_w), right_runs(c_hi, W, stride_w, out_w), row(W + 1) {
-    for (int j = 0; j < out_w; ++j) {
-      left[j] = locate(acc_t(j * stride_w) + c_lo, W);
-      right[j] = locate(acc_t(j * stride_w) + c_hi, W);
-    }
-  }
+      : S(plane), H(H), W(W), stride_h(stride_h), out_w(out_w), r_lo(r_lo), r_hi(r_hi), stride_w(stride_w),
+        left_runs(c_lo, W, stride_w, out_w, false), right_runs(c_hi, W, stride_w, out_w, true),
+        cuts(segments(left_runs, right_runs, out_w, false)), row(W + 1) {}
 
   const acc_t* line(int r) const { return S + static_cast<int64_t>(r) * (W + 1); }
 
@@ -135,32 +187,23 @@ struct BoxRows {
     }
   }
 
-  // The box sums of output row i, times `scale`, written to or added onto `out`.
+  // The box sums of output row i, times `scale`, written to (or with ACCUMULATE added onto)
+  // out[0 .. out_w - 1]: one pass per segment, right edge minus left edge.
   template <bool ACCUMULATE>
-  void sums(int i, acc_t scale, acc_t* out) {
+  void sums(int i, acc_t scale, acc_t* __restrict out) {
     combine(i);
-    if (!ACCUMULATE) std::fill(out, out + out_w, acc_t(0));
-    right_runs.add_to(row.data(), W, stride_w, out_w, scale, out);
-    left_runs.add_to(row.data(), W, stride_w, out_w, -scale, out);
+    const acc_t* __restrict virtual_row = row.data();
+    visit_segments(cuts, stride_w, [&](const Segment& segment, auto left_moves, auto right_moves, auto unit_stride) {
+      const SegmentEdge<acc_t, decltype(left_moves)::value> left(left_runs, segment, W);
+      const SegmentEdge<acc_t, decltype(right_moves)::value> right(right_runs, segment, W);
+      for (int j = segment.begin; j < segment.end; ++j) {
+        const int column = decltype(unit_stride)::value ? j : j * stride_w;
+        const acc_t value = scale * (right.at(virtual_row, column) - left.at(virtual_row, column));
+        out[j] = ACCUMULATE ? out[j] + value : value;
+      }
+    });
   }
 };
-
-// Independent partial sums of a reduction: one running sum waits on the adder's latency at
-// every element; this many can proceed (and vectorise) together.
-constexpr int kPartialSums = 8;
-
-template <typename acc_t>
-acc_t dot(const acc_t* __restrict a, const acc_t* __restrict b, int n) {
-  acc_t partial[kPartialSums] = {};
-  int l = 0;
-  for (; l + kPartialSums <= n; l += kPartialSums) {
-    for (int k = 0; k < kPartialSums; ++k) partial[k] += a[l + k] * b[l + k];
-  }
-  acc_t total = 0;
-  for (; l < n; ++l) total += a[l] * b[l];
-  for (int k = 0; k < kPartialSums; ++k) total += partial[k];
-  return total;
-}
 
 // Rows of a plane whose running sums advance together: one running sum is a chain of
 // dependent additions, so a single row waits on the adder's latency at every pixel, while
@@ -243,15 +286,108 @@ void transposed_sums_kernel(const acc_t* grad, Edges<acc_t> e, const acc_t* scal
     std::vector<acc_t> integral(static_cast<int64_t>(H + 1) * (W + 1));  // one gradient plane at a time
     for (int64_t plane = begin; plane < end; ++plane) {  // b * C + c
       acc_t* o = out + plane * H * W;
-      std::fill(o, o + static_cast<int64_t>(H) * W, acc_t(0));
+      if (F == 0) std::fill(o, o + static_cast<int64_t>(H) * W, acc_t(0));
       for (int64_t f = 0; f < F; ++f) {
         const int64_t box = (plane % C) * F + f;
         integrate_spread(grad + (plane * F + f) * out_h * out_w, out_w, stride_h, stride_w, H, W, integral.data());
         BoxRows<acc_t> rows(integral.data(), H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], 1, 1, W);
-        for (int i = 0; i < H; ++i) rows.template sums<true>(i, scale[box], o + i * W);
+        for (int i = 0; i < H; ++i) {  // the first filter writes the plane, the others add to it
+          if (f == 0) {
+            rows.template sums<false>(i, scale[box], o + i * W);
+          } else {
+            rows.template sums<true>(i, scale[box], o + i * W);
+          }
+        }
       }
     }
   });
+}
+
+// What one output row adds to a box's gradient totals, before the box's scale: the sums over
+// its outputs j of g[j] times the box sum (for the area gradient), times the box's row sum
+// across the top and the bottom slope rows of S (d / d r_lo, d / d r_hi), and times the column
+// slope at the left and the right edge (d / d c_lo, d / d c_hi).
+template <typename acc_t>
+struct EdgeTerms {
+  acc_t sum = 0, top = 0, bottom = 0, left = 0, right = 0;
+};
+
+// One output row's virtual rows, as the box gradients read them: `sums` (P(r_hi, .) - P(r_lo, .),
+// as `BoxRows::combine` forms it) and the top and bottom slope rows, S(cell + 1, .) - S(cell, .)
+// at the slope cells of the row edges (zero where an edge has no slope cell).
+template <typename acc_t>
+struct SlopeRows {
+  const acc_t* sums;
+  const acc_t* top;
+  const acc_t* bottom;
+};
+
+// EdgeTerms of a uniform segment's outputs (see Segment): one vectorisable pass.
+template <typename acc_t, bool LEFT_MOVES, bool RIGHT_MOVES, bool UNIT_STRIDE>
+void add_segment_terms(SlopeRows<acc_t> rows, const acc_t* __restrict g, const Segment& segment, int W, int stride,
+                       const EdgeRuns<acc_t>& left_runs, const EdgeRuns<acc_t>& right_runs, EdgeTerms<acc_t>& terms) {
+  const acc_t* __restrict row = rows.sums;
+  const acc_t* __restrict top = rows.top;
+  const acc_t* __restrict bottom = rows.bottom;
+  const SegmentEdge<acc_t, LEFT_MOVES> left(left_runs, segment, W);
+  const SegmentEdge<acc_t, RIGHT_MOVES> right(right_runs, segment, W);
+  const int left_slope = left_runs.offset + left_runs.slope_shift, right_slope = right_runs.offset;
+  acc_t sum = 0, top_sum = 0, bottom_sum = 0, left_sum = 0, right_sum = 0;
+#pragma omp simd reduction(+ : sum, top_sum, bottom_sum, left_sum, right_sum)
+  for (int j = segment.begin; j < segment.end; ++j) {
+    const int column = UNIT_STRIDE ? j : j * stride;
+    const acc_t gj = g[j];
+    // the box sum first, then weighted: the two edges' weighted totals apart would cancel digits
+    sum += gj * (right.at(row, column) - left.at(row, column));
+    top_sum += gj * (right.at(top, column) - left.at(top, column));
+    bottom_sum += gj * (right.at(bottom, column) - left.at(bottom, column));
+    if (LEFT_MOVES) left_sum += gj * (row[column + left_slope + 1] - row[column + left_slope]);
+    if (RIGHT_MOVES) right_sum += gj * (row[column + right_slope + 1] - row[column + right_slope]);
+  }
+  terms.sum += sum;
+  terms.top += top_sum;
+  terms.bottom += bottom_sum;
+  terms.left += left_sum;
+  terms.right += right_sum;
+}
+
+// EdgeTerms of output j, whatever its edges do (for the one-output segments where an edge
+// moves without a slope cell, or the reverse).
+template <typename acc_t>
+void add_terms_at(SlopeRows<acc_t> rows, const acc_t* g, int j, int W, int stride, const EdgeRuns<acc_t>& left,
+                  const EdgeRuns<acc_t>& right, EdgeTerms<acc_t>& terms) {
+  const acc_t gj = g[j];
+  terms.sum += gj * (right.at(rows.sums, W, stride, j) - left.at(rows.sums, W, stride, j));
+  terms.top += gj * (right.at(rows.top, W, stride, j) - left.at(rows.top, W, stride, j));
+  terms.bottom += gj * (right.at(rows.bottom, W, stride, j) - left.at(rows.bottom, W, stride, j));
+  const int left_cell = left.slope_cell(stride, j), right_cell = right.slope_cell(stride, j);
+  if (left_cell >= 0) terms.left += gj * (rows.sums[left_cell + 1] - rows.sums[left_cell]);
+  if (right_cell >= 0) terms.right += gj * (rows.sums[right_cell + 1] - rows.sums[right_cell]);
+}
+
+// EdgeTerms of one output row, segment by segment.
+template <typename acc_t>
+void add_row_terms(SlopeRows<acc_t> rows, const acc_t* g, const std::vector<Segment>& cuts, int W, int stride,
+                   const EdgeRuns<acc_t>& left, const EdgeRuns<acc_t>& right, EdgeTerms<acc_t>& terms) {
+  visit_segments(cuts, stride, [&](const Segment& segment, auto left_moves, auto right_moves, auto unit_stride) {
+    if (segment.uniform) {
+      add_segment_terms<acc_t, decltype(left_moves)::value, decltype(right_moves)::value, decltype(unit_stride)::value>(
+          rows, g, segment, W, stride, left, right, terms);
+    } else {
+      for (int j = segment.begin; j < segment.end; ++j) add_terms_at(rows, g, j, W, stride, left, right, terms);
+    }
+  });
+}
+
+// out[l] = S(cell + 1, l) - S(cell, l), or 0 when cell is -1.
+template <typename acc_t>
+void slope_row(const BoxRows<acc_t>& rows, int cell, acc_t* __restrict out) {
+  if (cell < 0) {
+    std::fill(out, out + rows.W + 1, acc_t(0));
+    return;
+  }
+  const acc_t *__restrict above = rows.line(cell), *__restrict below = rows.line(cell + 1);
+  for (int l = 0; l <= rows.W; ++l) out[l] = below[l] - above[l];
 }
 
 template <typename acc_t>
@@ -260,52 +396,31 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, con
   const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
   const int64_t boxes = C * F;
   at::parallel_for(0, boxes, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> scattered(W + 1);  // output gradients spread onto the prefix columns
-    std::vector<int> left_slope(out_w), right_slope(out_w);
-    std::vector<acc_t> w(out_w);  // grad * scale of one output row
-    std::vector<acc_t> sums(out_w);  // the box sums of one output row
+    std::vector<acc_t> top_row(W + 1), bottom_row(W + 1);
     for (int64_t box = begin; box < end; ++box) {
-      for (int j = 0; j < out_w; ++j) {
-        left_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_lo[box], W, false);
-        right_slope[j] = slope_cell(acc_t(j * stride_w) + e.c_hi[box], W, true);
-      }
       double totals[5] = {0, 0, 0, 0, 0};  // one box per task: no races; double for long sums
       for (int64_t b = 0; b < B; ++b) {
         BoxRows<acc_t> rows(integral + (b * C + box / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
                             e.c_hi[box], stride_h, stride_w, out_w);
+        const EdgeRuns<acc_t>& left = rows.left_runs;
+        const EdgeRuns<acc_t>& right = rows.right_runs;
+        const std::vector<Segment> cuts = segments(left, right, out_w, true);
+        const SlopeRows<acc_t> slope_rows{rows.row.data(), top_row.data(), bottom_row.data()};
         const acc_t* g = grad + (b * boxes + box) * out_h * out_w;
         for (int i = 0; i < out_h; ++i, g += out_w) {
-          std::fill(scattered.begin(), scattered.end(), acc_t(0));
-          acc_t column_terms[2] = {0, 0};
           rows.combine(i);
-          const acc_t* row = rows.row.data();
-          for (int j = 0; j < out_w; ++j) w[j] = g[j] * scale[box];
-          // the box sums themselves first (as the forward forms them), then weighted: a difference
-          // of the two edges' weighted totals would cancel away float32's digits
-          std::fill(sums.begin(), sums.end(), acc_t(0));
-          rows.right_runs.add_to(row, W, stride_w, out_w, acc_t(1), sums.data());
-          rows.left_runs.add_to(row, W, stride_w, out_w, acc_t(-1), sums.data());
-          const acc_t weighted_sums = dot(w.data(), sums.data(), out_w);
-          rows.right_runs.scatter(W, stride_w, out_w, w.data(), acc_t(1), scattered.data());
-          rows.left_runs.scatter(W, stride_w, out_w, w.data(), acc_t(-1), scattered.data());
-          for (int j = 0; j < out_w; ++j) {
-            if (left_slope[j] >= 0) column_terms[0] += w[j] * (row[left_slope[j] + 1] - row[left_slope[j]]);
-            if (right_slope[j] >= 0) column_terms[1] += w[j] * (row[right_slope[j] + 1] - row[right_slope[j]]);
-          }
-          const int top = slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false);
-          const int bottom = slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true);
-          if (top >= 0) {
-            totals[0] -= dot(rows.line(top + 1), scattered.data(), W + 1) - dot(rows.line(top), scattered.data(), W + 1);
-          }
-          if (bottom >= 0) {
-            totals[1] += dot(rows.line(bottom + 1), scattered.data(), W + 1) - dot(rows.line(bottom), scattered.data(), W + 1);
-          }
-          totals[2] -= column_terms[0];
-          totals[3] += column_terms[1];
-          totals[4] += weighted_sums;
+          slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false), top_row.data());
+          slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true), bottom_row.data());
+          EdgeTerms<acc_t> terms;
+          add_row_terms(slope_rows, g, cuts, W, stride_w, left, right, terms);
+          totals[0] -= terms.top;
+          totals[1] += terms.bottom;
+          totals[2] -= terms.left;
+          totals[3] += terms.right;
+          totals[4] += terms.sum;
         }
       }
-      for (int k = 0; k < 5; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k]);
+      for (int k = 0; k < 5; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k] * scale[box]);
     }
   });
 }
