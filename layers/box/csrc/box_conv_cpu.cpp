@@ -207,30 +207,35 @@ struct BoxRows {
 
 // Rows of a plane whose running sums advance together: one running sum is a chain of
 // dependent additions, so a single row waits on the adder's latency at every pixel, while
-// this many independent chains keep it busy.
-constexpr int kInterleavedRows = 8;
+// this many independent chains keep it busy (16 measured faster than 8, 12 or 4 here).
+constexpr int kInterleavedRows = 16;
 
 // The zero-padded integral image S ((H + 1) x (W + 1)) of one H x W plane.
 template <typename scalar_t, typename acc_t>
 void integrate_plane(const scalar_t* x, acc_t* S, int H, int W) {
-  std::fill(S, S + W + 1, acc_t(0));
-  // Row prefix sums, kInterleavedRows rows at a time, written to rows 1..H of S.
-  for (int first = 0; first < H; first += kInterleavedRows) {
-    const int rows = std::min(kInterleavedRows, H - first);
+  const int64_t pitch = W + 1;
+  // Column sums first, a row at a time, S(r + 1, l + 1) = S(r, l + 1) + x(r, l): the pass
+  // that reads x from memory reads it once, in order, and vectorises.
+  std::fill(S, S + pitch, acc_t(0));
+  for (int r = 0; r < H; ++r) {
+    const scalar_t* __restrict source = x + r * static_cast<int64_t>(W);
+    const acc_t* __restrict above = S + r * pitch + 1;
+    acc_t* __restrict current = S + (r + 1) * pitch + 1;
+    current[-1] = 0;
+    for (int l = 0; l < W; ++l) current[l] = above[l] + static_cast<acc_t>(source[l]);
+  }
+  // Then prefix sums along the rows in place, kInterleavedRows rows at a time, on the plane
+  // just written (still in cache).
+  for (int first = 1; first <= H; first += kInterleavedRows) {
+    const int rows = std::min(kInterleavedRows, H + 1 - first);
     acc_t running[kInterleavedRows] = {};
-    for (int k = 0; k < rows; ++k) S[(first + k + 1) * static_cast<int64_t>(W + 1)] = 0;
-    for (int c = 0; c < W; ++c) {
+    acc_t* block = S + first * pitch;
+    for (int l = 1; l <= W; ++l) {
       for (int k = 0; k < rows; ++k) {
-        running[k] += static_cast<acc_t>(x[(first + k) * static_cast<int64_t>(W) + c]);
-        S[(first + k + 1) * static_cast<int64_t>(W + 1) + c + 1] = running[k];
+        running[k] += block[k * pitch + l];
+        block[k * pitch + l] = running[k];
       }
     }
-  }
-  // Column sums: each row adds the one above it (vectorisable along the row).
-  for (int r = 1; r < H; ++r) {
-    const acc_t* __restrict above = S + r * static_cast<int64_t>(W + 1);
-    acc_t* __restrict current = S + (r + 1) * static_cast<int64_t>(W + 1);
-    for (int l = 1; l <= W; ++l) current[l] += above[l];
   }
 }
 
