@@ -17,16 +17,30 @@ outputs, and on CPU the first touch of a fresh allocation of tens of MB costs pa
 worth as much as the kernel itself), and the compiled kernels alone writing into buffers
 allocated once (`kernels`), as the copy kernel writes into an existing buffer: the
 kernels' bandwidth, which is what the copy bandwidth bounds.
+
+`python -m benchmarks.roofline` runs it at both shapes (the suite's quick one and the full
+one, the second four times the first's batch and twice its channels), several interleaved
+rounds each, and writes `box_roofline_<device>.{json,md}`: the median of the rounds and their
+range, each round against the bandwidth measured just before it.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import sys
+from pathlib import Path
 
 import torch
 
-from engine.profiling import median_ms
-from layers.box import BoxConv2d, extension
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root is the import root
+
+from benchmarks.machine import describe_machine  # noqa: E402
+
+from engine.profiling import median_ms  # noqa: E402
+from layers.box import BoxConv2d, extension  # noqa: E402
 
 GB = 1e9
 
@@ -106,6 +120,7 @@ def box_roofline(quick: bool, device: str) -> dict:
         "bandwidth": bandwidth,
         "threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0],
+        "build": extension.library(dev).__name__ if extension.available(dev) else None,  # names its instruction set
     }
     with torch.no_grad():
         for path, directions in steps.items():
@@ -122,3 +137,99 @@ def box_roofline(quick: bool, device: str) -> dict:
                         "of_sum_bandwidth": achieved / bandwidth["sum_gb_s"],
                     }
     return result
+
+
+COUNTS = {"compulsory": "inputs read, outputs written", "with_integral_image": "+ float32 integral images written and read"}
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """Per path, pass and byte count: the median and range over rounds of the time and of the
+    fraction of each round's own copy bandwidth."""
+    summary = {}
+    for path in ("op", "kernels"):
+        if path not in rounds[0]:
+            continue
+        for direction in ("forward", "backward"):
+            times = [r[path][direction]["ms"] for r in rounds]
+            entry = {"ms": statistics.median(times), "ms_range": [min(times), max(times)]}
+            for count in COUNTS:
+                fractions = [r[path][direction][count]["of_copy_bandwidth"] for r in rounds]
+                entry[count] = {"of_copy_bandwidth": statistics.median(fractions), "range": [min(fractions), max(fractions)]}
+            summary[f"{path} {direction}"] = entry
+    return summary
+
+
+def markdown_report(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        f"# Box convolution against the memory bandwidth ({report['device']})",
+        "",
+        f"Written by `{report['command']}` on {machine['date']}: {machine['summary']} ({machine['torch_threads']} torch threads); "
+        f"compiled kernels `{report['build']}`; 1-minute load average {report['load_start']:.1f} at the start, {report['load_end']:.1f} at the end.",
+        f"{report['rounds']} interleaved rounds per shape; each measures the copy bandwidth (a 128 MB / 512 MB float32 buffer), "
+        "then the box forward (no grad) and backward (input and box gradients), median of the round's repeats. `op`: as a layer "
+        "calls it (fresh outputs each call); `kernels`: the compiled kernels alone into buffers allocated once. "
+        "Fractions are of the round's own copy bandwidth (read + write); the table gives the median over rounds and the range.",
+        "",
+    ]
+    for name, shape in report["shapes"].items():
+        dims = shape["rounds"][0]["shape"]
+        copies = [r["bandwidth"]["copy_gb_s"] for r in shape["rounds"]]
+        lines += [
+            f"## {name}: {dims['batch']}x{dims['channels']}x{dims['height']}x{dims['width']}, {dims['filters']} boxes per channel",
+            "",
+            f"Copy bandwidth {min(copies):.1f}-{max(copies):.1f} GB/s over the rounds.",
+            "",
+            "| path | pass | ms (median) | ms (range) | of copy bandwidth, inputs read + outputs written | range "
+            "| with the integral images written and read | range |",
+            "|---|---|---:|---|---:|---|---:|---|",
+        ]
+        for key, entry in shape["summary"].items():
+            path, direction = key.split()
+            compulsory, integral = entry["compulsory"], entry["with_integral_image"]
+            lines.append(
+                f"| {path} | {direction} | {entry['ms']:.2f} | {entry['ms_range'][0]:.2f}-{entry['ms_range'][1]:.2f} "
+                f"| {100 * compulsory['of_copy_bandwidth']:.1f}% | {100 * compulsory['range'][0]:.1f}-{100 * compulsory['range'][1]:.1f}% "
+                f"| {100 * integral['of_copy_bandwidth']:.1f}% | {100 * integral['range'][0]:.1f}-{100 * integral['range'][1]:.1f}% |"
+            )  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    load_start = os.getloadavg()[0]
+    shapes = {"quick shape": [], "full shape": []}
+    for _ in range(args.rounds):
+        for name, rounds in shapes.items():
+            rounds.append(box_roofline(quick=name == "quick shape", device=args.device))
+            print(f"[roofline] {name}: round {len(rounds)} of {args.rounds}", file=sys.stderr, flush=True)
+    device = torch.device(args.device)
+    report = {
+        "command": " ".join(["python -m benchmarks.roofline", *sys.argv[1:]]),
+        "device": device.type,
+        "machine": describe_machine(device),
+        "build": shapes["quick shape"][0]["build"],
+        "rounds": args.rounds,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        "shapes": {name: {"summary": summarize(rounds), "rounds": rounds} for name, rounds in shapes.items()},
+    }
+    stem = args.out / f"box_roofline_{device.type}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = markdown_report(report)
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
