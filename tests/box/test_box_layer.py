@@ -212,6 +212,7 @@ def test_cpu_builds_use_and_name_the_machines_vector_instructions(monkeypatch, c
     monkeypatch.setattr(cpp_extension, "load", lambda **kwargs: calls.append(kwargs) or object())
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setattr(_build.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(_build.sys, "platform", "linux")
     monkeypatch.setattr(_build, "_CACHE", {})
     assert load_extension("farconv_test_isa", [Path("kernels.cpp")], cuda=False) is not None
     assert calls[0]["name"] == built_as

@@ -208,8 +208,10 @@ def test_box_gradients_where_edges_sit_on_grid_lines(stride, normalize):
     image = torch.randn(2, 3, height, width, generator=generator, dtype=torch.float64)
     # y ranges [y_min, y_max + 1): lower edges reaching 0 and W, upper edges reaching 0 and W,
     # boxes wider than the image, and near-integer edges on either side of a grid line
-    columns = [(-6.0, 2.0), (3.0, 5.0), (-30.0, 29.0), (0.0, 0.0), (2.999, 8.001), (-4.001, -0.999)]
-    rows = [(-2.0, 1.0), (0.0, 3.0), (-1.5, 0.25), (1.0, 9.0), (-9.0, -1.0), (-0.999, 2.001)]
+    # (lower edges on W at j = 21 / 18 for stride 1; (24, 26) from j = 0 without moving; upper on 0 at j = 6)
+    columns = [(-6.0, 2.0), (3.0, 5.0), (-30.0, 29.0), (0.0, 0.0), (2.999, 8.001), (-4.001, -0.999), (6.0, 7.0), (24.0, 26.0),
+               (-9.0, -7.0)]  # fmt: skip
+    rows = [(-2.0, 1.0), (0.0, 3.0), (-1.5, 0.25), (1.0, 9.0), (-9.0, -1.0), (-0.999, 2.001), (2.0, 4.0), (-3.0, 0.0), (0.5, 1.5)]
     x_min, x_max = (torch.tensor([[r[k] for r in rows]] * 3, dtype=torch.float64) for k in (0, 1))
     y_min, y_max = (torch.tensor([[c[k] for c in columns]] * 3, dtype=torch.float64) for k in (0, 1))
     weights = torch.randn(2, 3 * len(columns), *box_conv2d(image, x_min, x_max, y_min, y_max, stride=stride).shape[-2:],
@@ -221,6 +223,28 @@ def test_box_gradients_where_edges_sit_on_grid_lines(stride, normalize):
         gradients[impl] = torch.autograd.grad(out, inputs, weights)
     for extension, reference in zip(gradients["extension"], gradients["reference"]):
         torch.testing.assert_close(extension, reference, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride", [1, (1, 2)])
+def test_float32_edges_a_hair_from_whole_pixels_take_the_references_cells(stride):
+    """In float32, j * stride + c rounds to a whole number once the spacing of floats there
+    exceeds twice the distance of c from one; the reference then interpolates that cell with
+    fraction 0 and takes its one-sided slope from there, and the compiled kernels must too
+    (a slope cell one pixel off changes the box gradient by a whole pixel's worth)."""
+    generator = torch.Generator().manual_seed(13)
+    image = torch.randn(2, 1, 6, 16, generator=generator)
+    # y_max + 1 = -1.19e-7 (an upper edge a hair left of 0), y_min = 5e-8 (a lower edge a hair right of 0)
+    y_min = torch.tensor([[5e-8, -3.0, -2.0000001]])
+    y_max = torch.tensor([[3.5, -1.0000001, 1.0]])
+    x_min, x_max = torch.tensor([[-1.0, -1.5, 0.0]]), torch.tensor([[1.0, 0.5, 2.0]])
+    weights = torch.randn(2, 3, *box_conv2d(image, x_min, x_max, y_min, y_max, stride=stride).shape[-2:], generator=generator)
+    gradients = {}
+    for impl in IMPLS:
+        inputs = [t.clone().requires_grad_() for t in (image, x_min, x_max, y_min, y_max)]
+        out = box_conv2d(*inputs, stride=stride, normalize=False, impl=impl)
+        gradients[impl] = (out, *torch.autograd.grad(out, inputs, weights))
+    for extension, reference in zip(gradients["extension"], gradients["reference"]):
+        torch.testing.assert_close(extension, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_only_requested_gradients_are_computed(impl):

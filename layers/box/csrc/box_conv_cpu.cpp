@@ -6,8 +6,8 @@
 // every output of the row is then the difference of two linear interpolations of it. Along
 // a row, an edge at column j * stride + c reads the virtual row at a fixed offset with a
 // fixed fraction wherever it lies inside the image, and a constant (its first or last value)
-// where it is clamped; the row's outputs are cut into at most five segments over which both
-// edges keep their state, and each segment is one straight-line, vectorisable loop.
+// where it is clamped; the row's outputs are cut into a few segments over which both edges
+// keep their state, and each segment is one straight-line, vectorisable loop.
 // Coordinate gradients reduce the same way, in one pass per segment: a column slope is a
 // difference of two neighbouring entries of the virtual row, a row slope the box's sum
 // across one row of the image (a difference of two rows of S, interpolated at the two
@@ -43,44 +43,72 @@ struct Edges {
         c_hi(edges[3].data_ptr<acc_t>()) {}
 };
 
-// Where one vertical box edge, at column position j * stride + c of a virtual row of W + 1
-// values, falls for the outputs j = 0 .. out_w - 1: clamped to value 0 for j < begin, at
-// cell j * stride + offset with `fraction` for begin <= j < end, clamped to value W after
-// (the rule of `locate`, which gives the same values at the run boundaries). Its one-sided
-// slope cell (the rule of `slope_cell`: right of an upper edge, left of a lower one, which
-// for a lower edge on a grid line is the cell before it) is j * stride + offset + slope_shift
-// for slope_begin <= j < slope_end, and there is none elsewhere.
+// How a moving edge reads a virtual row: output j interpolates cells j * stride + offset and
+// the next one with `fraction`; its one-sided slope cell (the rule of `slope_cell`: right of
+// an upper edge, left of a lower one, so for a lower edge on a grid line the cell before it)
+// is j * stride + offset + slope_shift.
+template <typename acc_t>
+struct Run {
+  int offset;
+  acc_t fraction;
+  int slope_shift;
+
+  Run(int offset, acc_t fraction, bool upper_edge)
+      : offset(offset), fraction(fraction), slope_shift(upper_edge || fraction > acc_t(0) ? 0 : -1) {}
+};
+
+// Where one vertical box edge, at column position p_j = j * stride + c of a virtual row of
+// W + 1 values (p_j rounded to acc_t, as the reference computes it), falls for the outputs
+// j = 0 .. out_w - 1: clamped to value 0 for j < begin (p_j < 0), moving along the row for
+// begin <= j < end, clamped to value W after (p_j >= W), the rule of `locate`, which gives
+// the same values at the run boundaries. A moving edge reads the row by `exact`
+// (offset floor(c), fraction c - floor(c)) up to `snap` and by `snapped` from there: where
+// the spacing of acc_t at p_j exceeds twice the distance from c to a whole number, p_j
+// rounds to a whole number, and the reference then takes that cell with fraction 0 (which
+// moves a slope cell by one; once it happens it happens for every larger j, the spacing only
+// growing). The edge has a slope cell for slope_begin <= j < slope_end: all of its moving
+// outputs except a lower edge exactly on column 0, plus a lower edge exactly on column W.
 template <typename acc_t>
 struct EdgeRuns {
-  int begin, end, offset;
-  acc_t fraction;
-  int slope_begin, slope_end, slope_shift;
+  int begin, end, snap, slope_begin, slope_end;
+  Run<acc_t> exact, snapped;
 
-  EdgeRuns(acc_t c, int W, int stride, int out_w, bool upper_edge) {
-    const acc_t cell = std::floor(c);
-    offset = static_cast<int>(cell);
-    fraction = c - cell;
+  EdgeRuns(acc_t c, int W, int stride, int out_w, bool upper_edge)
+      : exact(static_cast<int>(std::floor(c)), c - std::floor(c), upper_edge),
+        snapped(exact.offset + (exact.fraction > acc_t(0.5) ? 1 : 0), acc_t(0), upper_edge) {
+    const auto position = [&](int j) { return acc_t(j * stride) + c; };
     begin = 0;
-    while (begin < out_w && acc_t(begin * stride) + c < acc_t(0)) ++begin;
+    while (begin < out_w && position(begin) < acc_t(0)) ++begin;
     end = begin;
-    while (end < out_w && acc_t(end * stride) + c < acc_t(W)) ++end;  // floor < W: cell + 1 <= W
-    slope_shift = upper_edge || fraction > acc_t(0) ? 0 : -1;
-    slope_begin = begin;  // a lower edge on column 0 has no cell before it
-    while (slope_begin < end && slope_begin * stride + offset + slope_shift < 0) ++slope_begin;
-    slope_end = end;  // a lower edge exactly on column W still has the cell before it
-    if (slope_shift < 0 && end < out_w && end * stride + offset == W) ++slope_end;
+    while (end < out_w && position(end) < acc_t(W)) ++end;  // floor < W: cell + 1 <= W
+    snap = begin;
+    if (exact.fraction > acc_t(0)) {
+      while (snap < end && position(snap) != std::floor(position(snap))) ++snap;
+    } else {
+      snap = end;  // whole positions stay whole
+    }
+    const bool lower_edge = !upper_edge;
+    slope_begin = begin + (lower_edge && begin < end && position(begin) == acc_t(0) ? 1 : 0);
+    slope_end = end + (lower_edge && end < out_w && position(end) == acc_t(W) ? 1 : 0);
   }
 
+  const Run<acc_t>& run(int j) const { return j < snap ? exact : snapped; }
   bool moves(int j) const { return j >= begin && j < end; }
   bool slopes(int j) const { return j >= slope_begin && j < slope_end; }
-  int slope_cell(int stride, int j) const { return slopes(j) ? j * stride + offset + slope_shift : -1; }
+
+  // The slope cell of output j, -1 if it has none.
+  int slope_cell_at(int W, int stride, int j) const {
+    if (!slopes(j)) return -1;
+    return j >= end ? W - 1 : j * stride + run(j).offset + run(j).slope_shift;
+  }
 
   // The virtual row `row` interpolated at this edge for output j.
   acc_t at(const acc_t* row, int W, int stride, int j) const {
     if (j < begin) return row[0];
     if (j >= end) return row[W];
-    const acc_t* cell = row + j * stride + offset;
-    return cell[0] + fraction * (cell[1] - cell[0]);
+    const Run<acc_t>& reading = run(j);
+    const acc_t* cell = row + j * stride + reading.offset;
+    return cell[0] + reading.fraction * (cell[1] - cell[0]);
   }
 };
 
@@ -88,8 +116,8 @@ struct EdgeRuns {
 // value run, and its slope run where slopes are wanted) or stays fixed at their first or last
 // entry (outside both): there every output reads the same blend of entries, at a fixed offset
 // from its own column, and one vectorisable loop does them all. Where an edge moves without a
-// slope cell or the reverse (one output at most, at the end of a run), the segment is not
-// `uniform` and is done output by output.
+// slope cell or the reverse (one output at most: a lower edge exactly on column 0 or W), the
+// segment is not `uniform` and is done output by output; without slopes every segment is.
 struct Segment {
   int begin, end;
   bool uniform, left_moves, right_moves;
@@ -99,7 +127,7 @@ struct Segment {
 // `with_slopes`, a slope run).
 template <typename acc_t>
 std::vector<Segment> segments(const EdgeRuns<acc_t>& left, const EdgeRuns<acc_t>& right, int out_w, bool with_slopes) {
-  std::vector<int> cuts = {0, out_w, left.begin, left.end, right.begin, right.end};
+  std::vector<int> cuts = {0, out_w, left.begin, left.snap, left.end, right.begin, right.snap, right.end};
   if (with_slopes) cuts.insert(cuts.end(), {left.slope_begin, left.slope_end, right.slope_begin, right.slope_end});
   for (int& cut : cuts) cut = std::min(std::max(cut, 0), out_w);
   std::sort(cuts.begin(), cuts.end());
@@ -142,17 +170,20 @@ void visit_segments(const std::vector<Segment>& cuts, int stride, Visit&& visit)
 // offset + column and offset + column + 1 when it moves, else the fixed entry.
 template <typename acc_t, bool MOVES>
 struct SegmentEdge {
-  int offset, fixed;
-  acc_t fraction;
+  Run<acc_t> reading;
+  int fixed;
 
   SegmentEdge(const EdgeRuns<acc_t>& runs, const Segment& segment, int W)
-      : offset(runs.offset), fixed(segment.begin < runs.begin ? 0 : W), fraction(runs.fraction) {}
+      : reading(runs.run(segment.begin)), fixed(segment.begin < runs.begin ? 0 : W) {}
 
   acc_t at(const acc_t* __restrict row, int column) const {
     if (!MOVES) return row[fixed];
-    const acc_t* cell = row + column + offset;
-    return cell[0] + fraction * (cell[1] - cell[0]);
+    const acc_t* cell = row + column + reading.offset;
+    return cell[0] + reading.fraction * (cell[1] - cell[0]);
   }
+
+  // The slope cell's offset from the column (meaningful when the edge moves).
+  int slope_offset() const { return reading.offset + reading.slope_shift; }
 };
 
 // One box, as the per-row work sees it, with buffers reused from row to row.
@@ -321,7 +352,7 @@ struct EdgeTerms {
 // as `BoxRows::combine` forms it) and the top and bottom slope rows, S(cell + 1, .) - S(cell, .)
 // at the slope cells of the row edges (zero where an edge has no slope cell).
 template <typename acc_t>
-struct SlopeRows {
+struct VirtualRows {
   const acc_t* sums;
   const acc_t* top;
   const acc_t* bottom;
@@ -329,14 +360,16 @@ struct SlopeRows {
 
 // EdgeTerms of a uniform segment's outputs (see Segment): one vectorisable pass.
 template <typename acc_t, bool LEFT_MOVES, bool RIGHT_MOVES, bool UNIT_STRIDE>
-void add_segment_terms(SlopeRows<acc_t> rows, const acc_t* __restrict g, const Segment& segment, int W, int stride,
+void add_segment_terms(VirtualRows<acc_t> rows, const acc_t* __restrict g, const Segment& segment, int W, int stride,
                        const EdgeRuns<acc_t>& left_runs, const EdgeRuns<acc_t>& right_runs, EdgeTerms<acc_t>& terms) {
   const acc_t* __restrict row = rows.sums;
   const acc_t* __restrict top = rows.top;
   const acc_t* __restrict bottom = rows.bottom;
   const SegmentEdge<acc_t, LEFT_MOVES> left(left_runs, segment, W);
   const SegmentEdge<acc_t, RIGHT_MOVES> right(right_runs, segment, W);
-  const int left_slope = left_runs.offset + left_runs.slope_shift, right_slope = right_runs.offset;
+  // an upper edge's slope cell is the cell it interpolates (slope_shift 0): written so, its
+  // slope reuses the loads of its value
+  const int left_slope = left.slope_offset(), right_slope = right.reading.offset;
   acc_t sum = 0, top_sum = 0, bottom_sum = 0, left_sum = 0, right_sum = 0;
 #pragma omp simd reduction(+ : sum, top_sum, bottom_sum, left_sum, right_sum)
   for (int j = segment.begin; j < segment.end; ++j) {
@@ -357,22 +390,23 @@ void add_segment_terms(SlopeRows<acc_t> rows, const acc_t* __restrict g, const S
 }
 
 // EdgeTerms of output j, whatever its edges do (for the one-output segments where an edge
-// moves without a slope cell, or the reverse).
+// moves without a slope cell, a lower edge exactly on column 0, or has a slope cell without
+// moving, a lower edge exactly on column W).
 template <typename acc_t>
-void add_terms_at(SlopeRows<acc_t> rows, const acc_t* g, int j, int W, int stride, const EdgeRuns<acc_t>& left,
+void add_terms_at(VirtualRows<acc_t> rows, const acc_t* g, int j, int W, int stride, const EdgeRuns<acc_t>& left,
                   const EdgeRuns<acc_t>& right, EdgeTerms<acc_t>& terms) {
   const acc_t gj = g[j];
   terms.sum += gj * (right.at(rows.sums, W, stride, j) - left.at(rows.sums, W, stride, j));
   terms.top += gj * (right.at(rows.top, W, stride, j) - left.at(rows.top, W, stride, j));
   terms.bottom += gj * (right.at(rows.bottom, W, stride, j) - left.at(rows.bottom, W, stride, j));
-  const int left_cell = left.slope_cell(stride, j), right_cell = right.slope_cell(stride, j);
+  const int left_cell = left.slope_cell_at(W, stride, j), right_cell = right.slope_cell_at(W, stride, j);
   if (left_cell >= 0) terms.left += gj * (rows.sums[left_cell + 1] - rows.sums[left_cell]);
   if (right_cell >= 0) terms.right += gj * (rows.sums[right_cell + 1] - rows.sums[right_cell]);
 }
 
 // EdgeTerms of one output row, segment by segment.
 template <typename acc_t>
-void add_row_terms(SlopeRows<acc_t> rows, const acc_t* g, const std::vector<Segment>& cuts, int W, int stride,
+void add_row_terms(VirtualRows<acc_t> rows, const acc_t* g, const std::vector<Segment>& cuts, int W, int stride,
                    const EdgeRuns<acc_t>& left, const EdgeRuns<acc_t>& right, EdgeTerms<acc_t>& terms) {
   visit_segments(cuts, stride, [&](const Segment& segment, auto left_moves, auto right_moves, auto unit_stride) {
     if (segment.uniform) {
@@ -404,20 +438,21 @@ void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, con
     std::vector<acc_t> top_row(W + 1), bottom_row(W + 1);
     for (int64_t box = begin; box < end; ++box) {
       double totals[5] = {0, 0, 0, 0, 0};  // one box per task: no races; double for long sums
+      const acc_t* first_plane = integral + (box / F) * plane_size;
+      BoxRows<acc_t> rows(first_plane, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], stride_h, stride_w, out_w);
+      const EdgeRuns<acc_t>& left = rows.left_runs;
+      const EdgeRuns<acc_t>& right = rows.right_runs;
+      const std::vector<Segment> cuts = segments(left, right, out_w, true);
+      const VirtualRows<acc_t> virtual_rows{rows.row.data(), top_row.data(), bottom_row.data()};
       for (int64_t b = 0; b < B; ++b) {
-        BoxRows<acc_t> rows(integral + (b * C + box / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
-                            e.c_hi[box], stride_h, stride_w, out_w);
-        const EdgeRuns<acc_t>& left = rows.left_runs;
-        const EdgeRuns<acc_t>& right = rows.right_runs;
-        const std::vector<Segment> cuts = segments(left, right, out_w, true);
-        const SlopeRows<acc_t> slope_rows{rows.row.data(), top_row.data(), bottom_row.data()};
+        rows.S = first_plane + b * C * plane_size;  // the box's channel in batch item b
         const acc_t* g = grad + (b * boxes + box) * out_h * out_w;
         for (int i = 0; i < out_h; ++i, g += out_w) {
           rows.combine(i);
           slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false), top_row.data());
           slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true), bottom_row.data());
           EdgeTerms<acc_t> terms;
-          add_row_terms(slope_rows, g, cuts, W, stride_w, left, right, terms);
+          add_row_terms(virtual_rows, g, cuts, W, stride_w, left, right, terms);
           totals[0] -= terms.top;
           totals[1] += terms.bottom;
           totals[2] -= terms.left;
