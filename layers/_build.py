@@ -45,34 +45,52 @@ def instruction_set() -> tuple[str, list[str]]:
 
 
 def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | None:
-    """Build (first call) and import the extension `name`; `None` if it cannot be built."""
+    """Build (first call) and import the extension `name`; `None` if it cannot be built.
+
+    A CPU build with vector instructions (`instruction_set`) that fails is retried without
+    them, with a one-line warning; a build that fails without them warns once and gives None.
+    """
     if name in _CACHE:
         return _CACHE[name]
     module = None
-    try:
-        # Importing cpp_extension on a machine without a GPU logs a warning that concerns only
-        # CUDA builds; CPU builds are the normal case there.
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        from torch.utils import cpp_extension
-
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.NOTSET)
-        if cuda:
-            cpp_extension.CUDA_HOME = cuda_home() or cpp_extension.CUDA_HOME
-        suffix, flags = ("", []) if cuda else instruction_set()
-        module = cpp_extension.load(
-            name=f"{name}_{suffix}" if suffix else name,
-            sources=[str(source) for source in sources],
-            extra_cflags=CPU_FLAGS + flags,
-            extra_ldflags=["-fopenmp"],
-            extra_cuda_cflags=CUDA_FLAGS if cuda else None,
-            verbose=os.environ.get("FARCONV_VERBOSE_BUILD") == "1",
-        )
-    except Exception as error:  # compilers and loaders raise many types; all mean "unavailable"
-        reason = _summary(str(error))
+    builds = [("", [])]
+    if not cuda and instruction_set()[0]:
+        builds.insert(0, instruction_set())
+    errors = []
+    for suffix, flags in builds:
+        try:
+            module = _build(f"{name}_{suffix}" if suffix else name, sources, flags, cuda)
+            break
+        except Exception as error:  # compilers and loaders raise many types; all mean "unavailable"
+            errors.append((suffix, _summary(str(error))))
+    if module is None:
+        reason = errors[-1][1]
         _FAILURES[name] = reason
         warnings.warn(f"farconv: cannot build the {name} extension ({reason}); using the PyTorch reference instead", stacklevel=3)
+    elif errors:
+        suffix, reason = errors[0]
+        warnings.warn(f"farconv: the {suffix} build of the {name} extension failed ({reason}); built it without {suffix}", stacklevel=3)
     _CACHE[name] = module
     return module
+
+
+def _build(name: str, sources: list[Path], flags: list[str], cuda: bool) -> ModuleType:
+    # Importing cpp_extension on a machine without a GPU logs a warning that concerns only
+    # CUDA builds; CPU builds are the normal case there.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.NOTSET)
+    if cuda:
+        cpp_extension.CUDA_HOME = cuda_home() or cpp_extension.CUDA_HOME
+    return cpp_extension.load(
+        name=name,
+        sources=[str(source) for source in sources],
+        extra_cflags=CPU_FLAGS + flags,
+        extra_ldflags=["-fopenmp"],
+        extra_cuda_cflags=CUDA_FLAGS if cuda else None,
+        verbose=os.environ.get("FARCONV_VERBOSE_BUILD") == "1",
+    )
 
 
 def _is_toolkit(path: Path) -> bool:
