@@ -86,8 +86,8 @@ def box_roofline(quick: bool, device: str) -> dict:
                                                                       layer.impl, True, True),
         },
     }  # fmt: skip
-    if extension.available(dev):
-        kernels = extension.library(dev)
+    kernels = extension.library(dev)
+    if kernels is not None:
         edges, mirrored, scale = extension.kernel_arguments(x, tuple(coordinates), layer.normalize, layer.exact)
         integral = x.new_empty(batch, channels, height + 1, width + 1)
         out, grad_input = x.new_empty(grad.shape), torch.empty_like(x)
@@ -120,7 +120,7 @@ def box_roofline(quick: bool, device: str) -> dict:
         "bandwidth": bandwidth,
         "threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0],
-        "build": extension.library(dev).__name__ if extension.available(dev) else None,  # names its instruction set
+        "build": None if kernels is None else kernels.__name__,  # names its instruction set
     }
     with torch.no_grad():
         for path, directions in steps.items():

@@ -53,9 +53,8 @@ def load_extension(name: str, sources: list[Path], cuda: bool) -> ModuleType | N
     if name in _CACHE:
         return _CACHE[name]
     module = None
-    builds = [("", [])]
-    if not cuda and instruction_set()[0]:
-        builds.insert(0, instruction_set())
+    vector_build = ("", []) if cuda else instruction_set()
+    builds = [vector_build, ("", [])] if vector_build[0] else [("", [])]
     errors = []
     for suffix, flags in builds:
         try:

@@ -55,6 +55,9 @@ struct Run {
 
   Run(int offset, acc_t fraction, bool upper_edge)
       : offset(offset), fraction(fraction), slope_shift(upper_edge || fraction > acc_t(0) ? 0 : -1) {}
+
+  // The virtual row `row` read by this run for the output at `column` (= j * stride).
+  acc_t at(const acc_t* row, int column) const { return lerp(row, 1, Taps<acc_t>{column + offset, fraction}); }
 };
 
 // Where one vertical box edge, at column position p_j = j * stride + c of a virtual row of
@@ -106,9 +109,7 @@ struct EdgeRuns {
   acc_t at(const acc_t* row, int W, int stride, int j) const {
     if (j < begin) return row[0];
     if (j >= end) return row[W];
-    const Run<acc_t>& reading = run(j);
-    const acc_t* cell = row + j * stride + reading.offset;
-    return cell[0] + reading.fraction * (cell[1] - cell[0]);
+    return run(j).at(row, j * stride);
   }
 };
 
@@ -176,11 +177,7 @@ struct SegmentEdge {
   SegmentEdge(const EdgeRuns<acc_t>& runs, const Segment& segment, int W)
       : reading(runs.run(segment.begin)), fixed(segment.begin < runs.begin ? 0 : W) {}
 
-  acc_t at(const acc_t* __restrict row, int column) const {
-    if (!MOVES) return row[fixed];
-    const acc_t* cell = row + column + reading.offset;
-    return cell[0] + reading.fraction * (cell[1] - cell[0]);
-  }
+  acc_t at(const acc_t* __restrict row, int column) const { return MOVES ? reading.at(row, column) : row[fixed]; }
 
   // The slope cell's offset from the column (meaningful when the edge moves).
   int slope_offset() const { return reading.offset + reading.slope_shift; }
