@@ -133,7 +133,7 @@ def _extra_lines(outcome: dict) -> list[str]:
         "| path | pass | ms | bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
         "|---|---|---:|---|---:|---:|---:|---:|",
     ]
-    labels = {"compulsory": "compulsory (inputs read, outputs written)", "with_integral_image": "+ float32 integral images written and read"}
+    labels = {"compulsory": "compulsory (inputs read, outputs written)", "with_integral_image": "+ float32 integral images, as if written and read"}
     for path in ("op", "kernels"):
         for direction, measured in figures.get(path, {}).items():
             for count, label in labels.items():

@@ -2,9 +2,10 @@
 
 Python keeps the cheap orchestration (inward rounding, box areas, dtype casts); the C++
 (`csrc/box_conv_cpu.cpp`) or CUDA (`csrc/box_conv_cuda.cu`) extension does the work per
-pixel: integral images, box sums for the forward pass, box sums summed over filters for
-the input gradient, and reduced edge derivatives for the box gradients. Both follow the
-interpolation and slope rules of `csrc/box_conv.h`.
+pixel in two calls: `box_sums` (the forward pass) and `box_backward` (box sums summed over
+filters for the input gradient, and reduced edge derivatives for the box gradients). Each
+integrates the planes it needs itself; both follow the interpolation and slope rules of
+`csrc/box_conv.h`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from layers.box.reference import (
     add_area_gradients,
     box_area,
     effective_coordinates,
-    output_size,
 )
 
 SOURCES = Path(__file__).parent / "csrc"
@@ -76,29 +76,22 @@ def kernel_arguments(input: Tensor, coordinates: Coordinates, normalize: bool, e
 
 def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tensor:
     edges, _, scale = kernel_arguments(input, (x_min, x_max, y_min, y_max), normalize, exact)
-    height, width = input.shape[-2:]
-    kernels = library(input.device)
-    out = kernels.box_sums(
-        kernels.integral_image(input), edges, scale, stride[0], stride[1], output_size(height, stride[0]), output_size(width, stride[1]), exact,
-    )  # fmt: skip
+    out = library(input.device).box_sums(input, edges, scale, stride[0], stride[1], exact)
     return out.to(input.dtype)
 
 
 def backward(grad_output, input, x_min, x_max, y_min, y_max, stride, normalize, exact, needs_input_grad, needs_box_grad):
     box, _ = _prepare(input, (x_min, x_max, y_min, y_max), exact)
     edges, mirrored, scale = kernel_arguments(input, (x_min, x_max, y_min, y_max), normalize, exact)
-    kernels = library(input.device)
-    height, width = input.shape[-2:]
     grad = grad_output.to(scale.dtype).contiguous()
-
-    grad_input = None
-    if needs_input_grad:
-        grad_input = kernels.box_sums_transposed(grad, mirrored, scale, stride[0], stride[1], height, width, exact)
+    grad_input, totals = library(input.device).box_backward(
+        input, grad, edges, mirrored, scale, stride[0], stride[1], exact, needs_input_grad, needs_box_grad,
+    )  # fmt: skip
+    if grad_input is not None:
         grad_input = grad_input.to(input.dtype)
 
     grad_box = None
-    if needs_box_grad:
-        totals = kernels.box_slopes(kernels.integral_image(input), edges, grad, scale, stride[0], stride[1], exact)
+    if totals is not None:
         grad_box = [total.clone() for total in totals[:4].unbind(0)]  # separate tensors: op outputs may not alias
         if normalize:  # totals[4] is the sum of grad * output
             grad_box = add_area_gradients(grad_box, totals[4], box)

@@ -11,8 +11,11 @@
 // Coordinate gradients reduce the same way, in one pass per segment: a column slope is a
 // difference of two neighbouring entries of the virtual row, a row slope the box's sum
 // across one row of the image (a difference of two rows of S, interpolated at the two
-// edges like the virtual row). The input gradient integrates one gradient plane at a time
-// into a per-thread buffer. Cost per output: a handful of operations, whatever the box size.
+// edges like the virtual row). Integral images never travel to memory: each thread integrates
+// one input or gradient plane at a time into a buffer that stays in cache while the boxes that
+// read it run, and the backward does the input gradient and the box gradients of a gradient
+// plane back to back, so it reads each plane from memory once. Cost per output: a handful of
+// operations, whatever the box size.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
@@ -267,25 +270,26 @@ void integrate_plane(const scalar_t* x, acc_t* S, int H, int W) {
   }
 }
 
-template <typename scalar_t, typename acc_t>
-void integral_kernel(const scalar_t* input, acc_t* out, int64_t planes, int H, int W) {
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      integrate_plane(input + plane * H * W, out + plane * (H + 1) * (W + 1), H, W);
-    }
-  });
-}
+// The size of one zero-padded integral image plane, (H + 1) x (W + 1).
+inline int64_t integral_plane_size(int H, int W) { return static_cast<int64_t>(H + 1) * (W + 1); }
 
-template <typename acc_t>
-void sums_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
+// Every output plane of the F boxes of each input plane: each thread integrates one input
+// plane at a time into a buffer that stays in cache while its F boxes read it, so the
+// integral images never travel to memory.
+template <typename scalar_t, typename acc_t>
+void sums_kernel(const scalar_t* input, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
                  int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
-  const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
-  at::parallel_for(0, B * C * F, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {  // (b * C + c) * F + f
-      const int64_t box = plane % (C * F);
-      BoxRows<acc_t> rows(integral + (plane / F) * plane_size, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box],
-                          e.c_hi[box], stride_h, stride_w, out_w);
-      for (int i = 0; i < out_h; ++i) rows.template sums<false>(i, scale[box], out + (plane * out_h + i) * out_w);
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> integral(integral_plane_size(H, W));
+    for (int64_t plane = begin; plane < end; ++plane) {  // b * C + c
+      integrate_plane(input + plane * H * W, integral.data(), H, W);
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t box = (plane % C) * F + f;
+        BoxRows<acc_t> rows(integral.data(), H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], stride_h,
+                            stride_w, out_w);
+        acc_t* o = out + (plane * F + f) * out_h * out_w;
+        for (int i = 0; i < out_h; ++i) rows.template sums<false>(i, scale[box], o + i * out_w);
+      }
     }
   });
 }
@@ -312,28 +316,21 @@ void integrate_spread(const acc_t* grad, int out_w, int stride_h, int stride_w, 
   }
 }
 
+// Adds (or, for the first filter, writes) one gradient plane's share of the input gradient,
+// scale times its box sums over the mirrored box, to the H x W plane `out`; `integral` is
+// the thread's buffer for the gradient plane's integral image.
 template <typename acc_t>
-void transposed_sums_kernel(const acc_t* grad, Edges<acc_t> e, const acc_t* scale, acc_t* out, int64_t B, int64_t C,
-                            int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
-  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> integral(static_cast<int64_t>(H + 1) * (W + 1));  // one gradient plane at a time
-    for (int64_t plane = begin; plane < end; ++plane) {  // b * C + c
-      acc_t* o = out + plane * H * W;
-      if (F == 0) std::fill(o, o + static_cast<int64_t>(H) * W, acc_t(0));
-      for (int64_t f = 0; f < F; ++f) {
-        const int64_t box = (plane % C) * F + f;
-        integrate_spread(grad + (plane * F + f) * out_h * out_w, out_w, stride_h, stride_w, H, W, integral.data());
-        BoxRows<acc_t> rows(integral.data(), H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], 1, 1, W);
-        for (int i = 0; i < H; ++i) {  // the first filter writes the plane, the others add to it
-          if (f == 0) {
-            rows.template sums<false>(i, scale[box], o + i * W);
-          } else {
-            rows.template sums<true>(i, scale[box], o + i * W);
-          }
-        }
-      }
+void add_transposed_sums(const acc_t* g, acc_t r_lo, acc_t r_hi, acc_t c_lo, acc_t c_hi, acc_t scale, int H, int W,
+                         int stride_h, int stride_w, int out_w, bool first_filter, acc_t* integral, acc_t* out) {
+  integrate_spread(g, out_w, stride_h, stride_w, H, W, integral);
+  BoxRows<acc_t> rows(integral, H, W, r_lo, r_hi, c_lo, c_hi, 1, 1, W);
+  for (int i = 0; i < H; ++i) {
+    if (first_filter) {
+      rows.template sums<false>(i, scale, out + i * W);
+    } else {
+      rows.template sums<true>(i, scale, out + i * W);
     }
-  });
+  }
 }
 
 // What one output row adds to a box's gradient totals, before the box's scale: the sums over
@@ -426,80 +423,102 @@ void slope_row(const BoxRows<acc_t>& rows, int cell, acc_t* __restrict out) {
   for (int l = 0; l <= rows.W; ++l) out[l] = below[l] - above[l];
 }
 
+// Adds to totals[0..4] one gradient plane's sums over its outputs of g times the derivatives
+// of its box sum by (x_min, x_max, y_min, y_max) and times the box sum itself, before the
+// box's scale; S is the integral image of the box's input plane, top_row and bottom_row
+// buffers of W + 1 values.
 template <typename acc_t>
-void slopes_kernel(const acc_t* integral, Edges<acc_t> e, const acc_t* grad, const acc_t* scale, acc_t* out, int64_t B,
-                   int64_t C, int64_t F, int H, int W, int stride_h, int stride_w, int out_h, int out_w) {
-  const int64_t plane_size = static_cast<int64_t>(H + 1) * (W + 1);
-  const int64_t boxes = C * F;
-  at::parallel_for(0, boxes, 1, [&](int64_t begin, int64_t end) {
+void add_slope_totals(const acc_t* S, const acc_t* g, acc_t r_lo, acc_t r_hi, acc_t c_lo, acc_t c_hi, int H, int W,
+                      int stride_h, int stride_w, int out_h, int out_w, acc_t* top_row, acc_t* bottom_row,
+                      double* totals) {
+  BoxRows<acc_t> rows(S, H, W, r_lo, r_hi, c_lo, c_hi, stride_h, stride_w, out_w);
+  const std::vector<Segment> cuts = segments(rows.left_runs, rows.right_runs, out_w, true);
+  const VirtualRows<acc_t> virtual_rows{rows.row.data(), top_row, bottom_row};
+  for (int i = 0; i < out_h; ++i, g += out_w) {
+    rows.combine(i);
+    slope_row(rows, slope_cell(acc_t(i * stride_h) + r_lo, H, false), top_row);
+    slope_row(rows, slope_cell(acc_t(i * stride_h) + r_hi, H, true), bottom_row);
+    EdgeTerms<acc_t> terms;
+    add_row_terms(virtual_rows, g, cuts, W, stride_w, rows.left_runs, rows.right_runs, terms);
+    totals[0] -= terms.top;  // double: sums over many rows
+    totals[1] += terms.bottom;
+    totals[2] -= terms.left;
+    totals[3] += terms.right;
+    totals[4] += terms.sum;
+  }
+}
+
+// The input gradient (when grad_input is not null) and the box gradients' totals (when
+// totals is not null), one (batch item, channel) at a time, so that each gradient plane is
+// read from memory once: its transposed box sums integrate it into one thread buffer, and its
+// box gradients, which follow, find it in cache; the input plane's integral image lives in
+// another. Each batch item's totals go to their own slot of `partials` ((B, 5, C * F)),
+// summed in order at the end: no two threads write the same value.
+template <typename scalar_t, typename acc_t>
+void backward_kernel(const scalar_t* input, const acc_t* grad, Edges<acc_t> e, Edges<acc_t> mirrored,
+                     const acc_t* scale, acc_t* grad_input, acc_t* totals, int64_t B, int64_t C, int64_t F, int H,
+                     int W, int stride_h, int stride_w, int out_h, int out_w) {
+  const int64_t boxes = C * F, plane_size = integral_plane_size(H, W);
+  std::vector<double> partials(totals != nullptr ? B * 5 * boxes : 0, 0.0);
+  at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> input_integral(totals != nullptr ? plane_size : 0);
+    std::vector<acc_t> grad_integral(grad_input != nullptr ? plane_size : 0);
     std::vector<acc_t> top_row(W + 1), bottom_row(W + 1);
-    for (int64_t box = begin; box < end; ++box) {
-      double totals[5] = {0, 0, 0, 0, 0};  // one box per task: no races; double for long sums
-      const acc_t* first_plane = integral + (box / F) * plane_size;
-      BoxRows<acc_t> rows(first_plane, H, W, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], stride_h, stride_w, out_w);
-      const EdgeRuns<acc_t>& left = rows.left_runs;
-      const EdgeRuns<acc_t>& right = rows.right_runs;
-      const std::vector<Segment> cuts = segments(left, right, out_w, true);
-      const VirtualRows<acc_t> virtual_rows{rows.row.data(), top_row.data(), bottom_row.data()};
-      for (int64_t b = 0; b < B; ++b) {
-        rows.S = first_plane + b * C * plane_size;  // the box's channel in batch item b
-        const acc_t* g = grad + (b * boxes + box) * out_h * out_w;
-        for (int i = 0; i < out_h; ++i, g += out_w) {
-          rows.combine(i);
-          slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_lo[box], H, false), top_row.data());
-          slope_row(rows, slope_cell(acc_t(i * stride_h) + e.r_hi[box], H, true), bottom_row.data());
-          EdgeTerms<acc_t> terms;
-          add_row_terms(virtual_rows, g, cuts, W, stride_w, left, right, terms);
-          totals[0] -= terms.top;
-          totals[1] += terms.bottom;
-          totals[2] -= terms.left;
-          totals[3] += terms.right;
-          totals[4] += terms.sum;
+    for (int64_t plane = begin; plane < end; ++plane) {  // b * C + c
+      const int64_t b = plane / C;
+      acc_t* gi = grad_input != nullptr ? grad_input + plane * H * W : nullptr;
+      if (gi != nullptr && F == 0) std::fill(gi, gi + static_cast<int64_t>(H) * W, acc_t(0));
+      if (totals != nullptr) integrate_plane(input + plane * H * W, input_integral.data(), H, W);
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t box = (plane % C) * F + f;
+        const acc_t* g = grad + (plane * F + f) * out_h * out_w;
+        if (gi != nullptr) {
+          add_transposed_sums(g, mirrored.r_lo[box], mirrored.r_hi[box], mirrored.c_lo[box], mirrored.c_hi[box],
+                              scale[box], H, W, stride_h, stride_w, out_w, f == 0, grad_integral.data(), gi);
+        }
+        if (totals != nullptr) {
+          double box_totals[5] = {0, 0, 0, 0, 0};
+          add_slope_totals(input_integral.data(), g, e.r_lo[box], e.r_hi[box], e.c_lo[box], e.c_hi[box], H, W,
+                           stride_h, stride_w, out_h, out_w, top_row.data(), bottom_row.data(), box_totals);
+          for (int k = 0; k < 5; ++k) partials[(b * 5 + k) * boxes + box] = box_totals[k];
         }
       }
-      for (int k = 0; k < 5; ++k) out[k * boxes + box] = static_cast<acc_t>(totals[k] * scale[box]);
     }
   });
+  if (totals == nullptr) return;
+  for (int64_t k = 0; k < 5; ++k) {
+    for (int64_t box = 0; box < boxes; ++box) {
+      double total = 0;
+      for (int64_t b = 0; b < B; ++b) total += partials[(b * 5 + k) * boxes + box];
+      totals[k * boxes + box] = static_cast<acc_t>(total * scale[box]);
+    }
+  }
 }
 
 }  // namespace
 
-void CpuBackend::integral(const at::Tensor& input, at::Tensor& out) {
-  const int H = input.size(-2), W = input.size(-1);
-  const int64_t planes = H * W > 0 ? input.numel() / (static_cast<int64_t>(H) * W) : 0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "integral_image_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    integral_kernel<scalar_t, acc_t>(input.data_ptr<scalar_t>(), out.data_ptr<acc_t>(), planes, H, W);
-  });
-}
-
 // The rounded boxes of `exact = false` have integer edges, where the interpolation reads
 // exactly the rounded values, so the CPU kernels need no separate inexact path.
-void CpuBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+void CpuBackend::sums(const at::Tensor& input, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
                       at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_cpu", [&] {
-    sums_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
-                          out.data_ptr<scalar_t>(), integral.size(0), integral.size(1), scale.size(1),
-                          integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w, out.size(2), out.size(3));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "box_sums_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    sums_kernel<scalar_t, acc_t>(input.data_ptr<scalar_t>(), Edges<acc_t>(edges), scale.data_ptr<acc_t>(),
+                                 out.data_ptr<acc_t>(), input.size(0), input.size(1), scale.size(1), input.size(2),
+                                 input.size(3), stride_h, stride_w, out.size(2), out.size(3));
   });
 }
 
-void CpuBackend::transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& edges,
-                                 const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "box_sums_transposed_cpu", [&] {
-    transposed_sums_kernel<scalar_t>(grad.data_ptr<scalar_t>(), Edges<scalar_t>(edges), scale.data_ptr<scalar_t>(),
-                                     out.data_ptr<scalar_t>(), out.size(0), out.size(1), scale.size(1), out.size(2),
-                                     out.size(3), stride_h, stride_w, grad.size(2), grad.size(3));
-  });
-}
-
-void CpuBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
-                        const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool /*exact*/) {
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cpu", [&] {
-    slopes_kernel<scalar_t>(integral.data_ptr<scalar_t>(), Edges<scalar_t>(edges), grad.data_ptr<scalar_t>(),
-                            scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), integral.size(0), integral.size(1),
-                            edges[0].size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h, stride_w,
-                            grad.size(2), grad.size(3));
+void CpuBackend::backward(const at::Tensor& input, const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                          const std::vector<at::Tensor>& mirrored, const at::Tensor& scale, at::Tensor& grad_input,
+                          at::Tensor& totals, int stride_h, int stride_w, bool /*exact*/) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "box_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    backward_kernel<scalar_t, acc_t>(
+        input.data_ptr<scalar_t>(), grad.data_ptr<acc_t>(), Edges<acc_t>(edges), Edges<acc_t>(mirrored),
+        scale.data_ptr<acc_t>(), grad_input.defined() ? grad_input.data_ptr<acc_t>() : nullptr,
+        totals.defined() ? totals.data_ptr<acc_t>() : nullptr, input.size(0), input.size(1), scale.size(1),
+        input.size(2), input.size(3), stride_h, stride_w, grad.size(2), grad.size(3));
   });
 }
 

@@ -119,14 +119,64 @@ __global__ void slopes_kernel(const acc_t* __restrict__ integral, Edges<acc_t> e
   }
 }
 
+// The integral images of input's (B, C, H, W) planes, (B, C, H + 1, W + 1) in the dtype of `like`.
+at::Tensor integral_image(const at::Tensor& input, const at::Tensor& like) {
+  auto integral = at::empty({input.size(0), input.size(1), input.size(2) + 1, input.size(3) + 1}, like.options());
+  integral_image_into(input, integral);
+  return integral;
+}
+
+// grad_input = the adjoint of the box sums: the box sums of each spread gradient plane over
+// its mirrored box, summed over the filters.
+void transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& mirrored, const at::Tensor& scale,
+                     at::Tensor& grad_input, int stride_h, int stride_w, bool exact) {
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const int64_t B = grad_input.size(0), C = grad_input.size(1), F = scale.size(1), H = grad_input.size(2),
+                W = grad_input.size(3);
+  // Spread each gradient plane onto the H x W grid, then integrate (ATen's scans are fast here).
+  auto spread = at::zeros({B, C, F, H, W}, grad.options());
+  spread.slice(3, 0, H, stride_h).slice(4, 0, W, stride_w).copy_(grad.view({B, C, F, grad.size(2), grad.size(3)}));
+  auto integral = at::empty({B, C, F, H + 1, W + 1}, grad.options());
+  integral_image_into(spread, integral);
+  const int64_t total = grad_input.numel();
+  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_transposed_cuda", [&] {
+    auto kernel = exact ? transposed_sums_kernel<scalar_t, true> : transposed_sums_kernel<scalar_t, false>;
+    kernel<<<blocks_for(total), kThreads, 0, stream>>>(
+        integral.data_ptr<scalar_t>(), edges_of<scalar_t>(mirrored), scale.data_ptr<scalar_t>(),
+        grad_input.data_ptr<scalar_t>(), total, integral.size(1), integral.size(2), integral.size(3) - 1,
+        integral.size(4) - 1);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// totals += the box gradients' sums (see CudaBackend::backward).
+void slopes(const at::Tensor& input, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
+            const at::Tensor& scale, at::Tensor& totals, int stride_h, int stride_w, bool exact) {
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const at::Tensor integral = integral_image(input, scale);
+  const int64_t boxes = edges[0].numel();
+  const int64_t work = grad.size(0) * grad.size(2) * grad.size(3);
+  // Enough blocks per box to fill the GPU, few enough to keep the atomics rare.
+  const int chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks_for(work), 1024 / std::max<int64_t>(1, boxes / 64))));
+  const dim3 grid(static_cast<unsigned>(boxes), static_cast<unsigned>(chunks));
+  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cuda", [&] {
+    auto kernel = exact ? slopes_kernel<scalar_t, true> : slopes_kernel<scalar_t, false>;
+    kernel<<<grid, kThreads, 0, stream>>>(integral.data_ptr<scalar_t>(), edges_of<scalar_t>(edges),
+                                          grad.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
+                                          totals.data_ptr<scalar_t>(), integral.size(0), integral.size(1),
+                                          edges[0].size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h,
+                                          stride_w, grad.size(2), grad.size(3));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 }  // namespace
 
-void CudaBackend::integral(const at::Tensor& input, at::Tensor& out) { integral_image_into(input, out); }
-
-void CudaBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+void CudaBackend::sums(const at::Tensor& input, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
                        at::Tensor& out, int stride_h, int stride_w, bool exact) {
-  const c10::cuda::CUDAGuard guard(integral.device());
+  const c10::cuda::CUDAGuard guard(input.device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const at::Tensor integral = integral_image(input, scale);
   const int64_t total = out.numel();
   AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_cuda", [&] {
     auto kernel = exact ? sums_kernel<scalar_t, true> : sums_kernel<scalar_t, false>;
@@ -138,44 +188,12 @@ void CudaBackend::sums(const at::Tensor& integral, const std::vector<at::Tensor>
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void CudaBackend::transposed_sums(const at::Tensor& grad, const std::vector<at::Tensor>& edges,
-                                  const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact) {
-  const c10::cuda::CUDAGuard guard(grad.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t B = out.size(0), C = out.size(1), F = scale.size(1), H = out.size(2), W = out.size(3);
-  // Spread each gradient plane onto the H x W grid, then integrate (ATen's scans are fast here).
-  auto spread = at::zeros({B, C, F, H, W}, grad.options());
-  spread.slice(3, 0, H, stride_h).slice(4, 0, W, stride_w).copy_(grad.view({B, C, F, grad.size(2), grad.size(3)}));
-  auto integral = at::empty({B, C, F, H + 1, W + 1}, grad.options());
-  integral_image_into(spread, integral);
-  const int64_t total = out.numel();
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_sums_transposed_cuda", [&] {
-    auto kernel = exact ? transposed_sums_kernel<scalar_t, true> : transposed_sums_kernel<scalar_t, false>;
-    kernel<<<blocks_for(total), kThreads, 0, stream>>>(
-        integral.data_ptr<scalar_t>(), edges_of<scalar_t>(edges), scale.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-        total, integral.size(1), integral.size(2), integral.size(3) - 1, integral.size(4) - 1);
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-void CudaBackend::slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
-                         const at::Tensor& scale, at::Tensor& out, int stride_h, int stride_w, bool exact) {
-  const c10::cuda::CUDAGuard guard(integral.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t boxes = edges[0].numel();
-  const int64_t work = grad.size(0) * grad.size(2) * grad.size(3);
-  // Enough blocks per box to fill the GPU, few enough to keep the atomics rare.
-  const int chunks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks_for(work), 1024 / std::max<int64_t>(1, boxes / 64))));
-  const dim3 grid(static_cast<unsigned>(boxes), static_cast<unsigned>(chunks));
-  AT_DISPATCH_FLOATING_TYPES(integral.scalar_type(), "box_slopes_cuda", [&] {
-    auto kernel = exact ? slopes_kernel<scalar_t, true> : slopes_kernel<scalar_t, false>;
-    kernel<<<grid, kThreads, 0, stream>>>(integral.data_ptr<scalar_t>(), edges_of<scalar_t>(edges),
-                                          grad.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(),
-                                          out.data_ptr<scalar_t>(), integral.size(0), integral.size(1),
-                                          edges[0].size(1), integral.size(2) - 1, integral.size(3) - 1, stride_h,
-                                          stride_w, grad.size(2), grad.size(3));
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+void CudaBackend::backward(const at::Tensor& input, const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                           const std::vector<at::Tensor>& mirrored, const at::Tensor& scale, at::Tensor& grad_input,
+                           at::Tensor& totals, int stride_h, int stride_w, bool exact) {
+  const c10::cuda::CUDAGuard guard(input.device());
+  if (grad_input.defined()) transposed_sums(grad, mirrored, scale, grad_input, stride_h, stride_w, exact);
+  if (totals.defined()) slopes(input, edges, grad, scale, totals, stride_h, stride_w, exact);
 }
 
 }  // namespace box

@@ -4,6 +4,7 @@
 
 #include <torch/extension.h>
 
+#include <optional>
 #include <vector>
 
 #include "box_conv_backends.h"
@@ -40,117 +41,102 @@ inline void check_scale(const at::Tensor& scale, const std::vector<at::Tensor>& 
               edges[0].sizes());
 }
 
-// input (..., H, W) of any floating dtype -> (..., H+1, W+1) integral images, float32
-// (float64 for float64 input): entry [k, l] is the sum of input[..., :k, :l].
+// The dtype the kernels accumulate in, and in which they take the boxes and write their
+// outputs: float64 for float64 input, float32 for any other floating dtype.
+inline at::ScalarType accumulation_dtype(const at::Tensor& input) {
+  return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// Checks the forward's arguments: input (B, C, H, W) of any floating dtype, its boxes and
+// scale (C, F) in its accumulation dtype; returns the output's shape, (B, C*F, H_out, W_out).
+inline std::vector<int64_t> output_shape(const at::Tensor& input, const std::vector<at::Tensor>& edges,
+                                         const at::Tensor& scale, int64_t stride_h, int64_t stride_w) {
+  TORCH_CHECK(input.dim() == 4 && input.is_floating_point(), "box_conv2d extension: input must be a floating (B, C, H, W) ",
+              "tensor, got ", input.scalar_type(), " ", input.sizes());
+  TORCH_CHECK(stride_h >= 1 && stride_w >= 1, "box_conv2d extension: strides must be >= 1, got ", stride_h, ", ", stride_w);
+  const auto like = edges.empty() ? input : edges[0];
+  check_edges(edges, like, input.size(1));
+  check_scale(scale, edges);
+  TORCH_CHECK(like.scalar_type() == accumulation_dtype(input) && like.device() == input.device(), "box_conv2d extension: ",
+              "boxes are ", like.scalar_type(), " on ", like.device(), ", expected ", accumulation_dtype(input), " on ",
+              input.device(), " for ", input.scalar_type(), " input");
+  return {input.size(0), input.size(1) * scale.size(1), (input.size(2) + stride_h - 1) / stride_h,
+          (input.size(3) + stride_w - 1) / stride_w};
+}
+
+// box_sums written into `out` (allocated by the caller, of the shape and dtype box_sums returns):
+// the roofline benchmark times the kernels alone with it, as it times a copy into an existing buffer.
 template <class Backend>
-at::Tensor integral_image(const at::Tensor& input) {
-  TORCH_CHECK(input.dim() >= 2 && input.is_floating_point(), "box_conv2d extension: integral_image needs a floating ",
-              "tensor (..., H, W), got ", input.scalar_type(), " ", input.sizes());
-  auto sizes = input.sizes().vec();
-  sizes[sizes.size() - 2] += 1;
-  sizes[sizes.size() - 1] += 1;
-  const auto dtype = input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto out = at::empty(sizes, input.options().dtype(dtype));
-  Backend::integral(input.contiguous(), out);
+void box_sums_out(const at::Tensor& input, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                  int64_t stride_h, int64_t stride_w, bool exact, at::Tensor out) {
+  const auto shape = output_shape(input, edges, scale, stride_h, stride_w);
+  check_tensor(out, "out", 4, edges[0]);
+  TORCH_CHECK(out.sizes() == at::IntArrayRef(shape), "box_conv2d extension: out is ", out.sizes(), ", the box sums of ",
+              input.sizes(), " are ", at::IntArrayRef(shape));
+  if (out.numel() > 0) Backend::sums(input.contiguous(), edges, scale, out, stride_h, stride_w, exact);
+}
+
+// input (B, C, H, W) -> (B, C*F, H_out, W_out): scale[c, f] * box sum of box (c, f) over
+// input plane (b, c), in the accumulation dtype.
+template <class Backend>
+at::Tensor box_sums(const at::Tensor& input, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
+                    int64_t stride_h, int64_t stride_w, bool exact) {
+  auto out = at::empty(output_shape(input, edges, scale, stride_h, stride_w), scale.options());
+  box_sums_out<Backend>(input, edges, scale, stride_h, stride_w, exact, out);
   return out;
 }
 
-// integral (B, C, H+1, W+1) -> (B, C*F, out_h, out_w): scale[c, f] * box sum of box (c, f).
+// The backward of box_sums into grad_input and totals where they are given (of the shapes and
+// dtypes box_backward returns); totals is zeroed first.
 template <class Backend>
-at::Tensor box_sums(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
-                    int64_t stride_h, int64_t stride_w, int64_t out_h, int64_t out_w, bool exact) {
-  check_tensor(integral, "integral", 4, integral);
-  check_edges(edges, integral, integral.size(1));
-  check_scale(scale, edges);
-  TORCH_CHECK(stride_h >= 1 && stride_w >= 1, "box_conv2d extension: strides must be >= 1");
-  auto out = at::empty({integral.size(0), integral.size(1) * scale.size(1), out_h, out_w}, integral.options());
-  if (out.numel() > 0) Backend::sums(integral, edges, scale, out, stride_h, stride_w, exact);
-  return out;
+void box_backward_out(const at::Tensor& input, const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                      const std::vector<at::Tensor>& mirrored, const at::Tensor& scale, int64_t stride_h,
+                      int64_t stride_w, bool exact, const std::optional<at::Tensor>& grad_input_out,
+                      const std::optional<at::Tensor>& totals_out) {
+  at::Tensor grad_input = grad_input_out.value_or(at::Tensor()), totals = totals_out.value_or(at::Tensor());
+  const auto shape = output_shape(input, edges, scale, stride_h, stride_w);
+  check_edges(mirrored, edges[0], input.size(1));
+  check_tensor(grad, "grad", 4, edges[0]);
+  TORCH_CHECK(grad.sizes() == at::IntArrayRef(shape), "box_conv2d extension: grad is ", grad.sizes(),
+              ", the output of the box sums of ", input.sizes(), " is ", at::IntArrayRef(shape));
+  if (grad_input.defined()) {
+    check_tensor(grad_input, "grad_input", 4, edges[0]);
+    TORCH_CHECK(grad_input.sizes() == input.sizes(), "box_conv2d extension: grad_input is ", grad_input.sizes(),
+                ", input ", input.sizes());
+  }
+  if (totals.defined()) {
+    check_tensor(totals, "totals", 3, edges[0]);
+    TORCH_CHECK(totals.size(0) == 5 && totals.sizes().slice(1) == edges[0].sizes(), "box_conv2d extension: totals is ",
+                totals.sizes(), ", expected (5, C, F) for boxes ", edges[0].sizes());
+    totals.zero_();
+  }
+  if (input.numel() > 0) {
+    Backend::backward(input.contiguous(), grad, edges, mirrored, scale, grad_input, totals, stride_h, stride_w, exact);
+  }
 }
 
-// grad (B, C*F, H_out, W_out) -> (B, C, H, W): the adjoint of `box_sums` when `edges` are
-// the mirrored boxes; this is the input gradient.
+// input (B, C, H, W) and grad (B, C*F, H_out, W_out), the gradient of box_sums' output ->
+// [grad_input (B, C, H, W) if input_grad, totals (5, C, F) if box_grad] (None otherwise), in
+// the accumulation dtype: the input gradient (the adjoint of box_sums, through the mirrored
+// boxes) and, per box, the sums over (b, i, j) of grad * scale times d box_sum / d
+// (x_min, x_max, y_min, y_max), and times box_sum.
 template <class Backend>
-at::Tensor box_sums_transposed(const at::Tensor& grad, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
-                               int64_t stride_h, int64_t stride_w, int64_t height, int64_t width, bool exact) {
-  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous(), "box_conv2d extension: grad must be a contiguous (B, C*F, H, W) tensor");
-  check_scale(scale, edges);
-  const int64_t channels = edges[0].size(0), filters = edges[0].size(1);
-  check_edges(edges, grad, channels);
-  TORCH_CHECK(grad.size(1) == channels * filters, "box_conv2d extension: grad has ", grad.size(1), " channels, boxes ",
-              channels * filters);
-  TORCH_CHECK(grad.size(2) == (height + stride_h - 1) / stride_h && grad.size(3) == (width + stride_w - 1) / stride_w,
-              "box_conv2d extension: grad ", grad.sizes(), " is not the output of a ", height, " x ", width, " input");
-  auto out = at::empty({grad.size(0), channels, height, width}, grad.options());
-  if (out.numel() > 0) Backend::transposed_sums(grad, edges, scale, out, stride_h, stride_w, exact);
-  return out;
-}
-
-// integral (B, C, H+1, W+1), grad (B, C*F, H_out, W_out) -> (5, C, F): the sums over (b, i, j)
-// of grad * scale times d box_sum / d (x_min, x_max, y_min, y_max), and times box_sum.
-template <class Backend>
-at::Tensor box_slopes(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& grad,
-                      const at::Tensor& scale, int64_t stride_h, int64_t stride_w, bool exact) {
-  check_tensor(integral, "integral", 4, integral);
-  check_tensor(grad, "grad", 4, integral);
-  check_edges(edges, integral, integral.size(1));
-  check_scale(scale, edges);
-  const int64_t boxes = edges[0].numel();
-  TORCH_CHECK(grad.size(0) == integral.size(0) && grad.size(1) == boxes, "box_conv2d extension: grad ", grad.sizes(),
-              " does not match ", integral.size(0), " x ", boxes, " boxes");
-  auto out = at::zeros({5, edges[0].size(0), edges[0].size(1)}, integral.options());
-  if (grad.numel() > 0) Backend::slopes(integral, edges, grad, scale, out, stride_h, stride_w, exact);
-  return out;
-}
-
-// The same three kernels writing into `out` (allocated by the caller, of the shape and dtype
-// the allocating versions return): the roofline benchmark times the kernels alone with
-// them, as it times a copy into an existing buffer.
-template <class Backend>
-void integral_image_out(const at::Tensor& input, at::Tensor out) {
-  check_tensor(out, "out", input.dim(), out);
-  TORCH_CHECK(out.size(-2) == input.size(-2) + 1 && out.size(-1) == input.size(-1) + 1, "box_conv2d extension: out ", out.sizes(),
-              " is not the integral image of ", input.sizes());
-  Backend::integral(input.contiguous(), out);
-}
-
-template <class Backend>
-void box_sums_out(const at::Tensor& integral, const std::vector<at::Tensor>& edges, const at::Tensor& scale, int64_t stride_h,
-                   int64_t stride_w, bool exact, at::Tensor out) {
-  check_tensor(integral, "integral", 4, integral);
-  check_tensor(out, "out", 4, integral);
-  check_edges(edges, integral, integral.size(1));
-  check_scale(scale, edges);
-  TORCH_CHECK(out.size(0) == integral.size(0) && out.size(1) == integral.size(1) * scale.size(1) &&
-                  out.size(2) == (integral.size(2) - 1 + stride_h - 1) / stride_h &&
-                  out.size(3) == (integral.size(3) - 1 + stride_w - 1) / stride_w,
-              "box_conv2d extension: out ", out.sizes(), " does not match the box sums of ", integral.sizes());
-  if (out.numel() > 0) Backend::sums(integral, edges, scale, out, stride_h, stride_w, exact);
-}
-
-template <class Backend>
-void box_sums_transposed_out(const at::Tensor& grad, const std::vector<at::Tensor>& edges, const at::Tensor& scale,
-                              int64_t stride_h, int64_t stride_w, bool exact, at::Tensor out) {
-  check_tensor(out, "out", 4, grad);
-  const int64_t channels = edges[0].size(0), filters = edges[0].size(1);
-  check_edges(edges, grad, channels);
-  check_scale(scale, edges);
-  TORCH_CHECK(grad.dim() == 4 && grad.is_contiguous() && grad.size(1) == channels * filters && out.size(0) == grad.size(0) &&
-                  out.size(1) == channels && grad.size(2) == (out.size(2) + stride_h - 1) / stride_h &&
-                  grad.size(3) == (out.size(3) + stride_w - 1) / stride_w,
-              "box_conv2d extension: grad ", grad.sizes(), " and out ", out.sizes(), " do not match");
-  if (out.numel() > 0) Backend::transposed_sums(grad, edges, scale, out, stride_h, stride_w, exact);
+std::vector<at::Tensor> box_backward(const at::Tensor& input, const at::Tensor& grad, const std::vector<at::Tensor>& edges,
+                                     const std::vector<at::Tensor>& mirrored, const at::Tensor& scale, int64_t stride_h,
+                                     int64_t stride_w, bool exact, bool input_grad, bool box_grad) {
+  output_shape(input, edges, scale, stride_h, stride_w);
+  at::Tensor grad_input = input_grad ? at::empty(input.sizes(), scale.options()) : at::Tensor();
+  at::Tensor totals = box_grad ? at::empty({5, edges[0].size(0), edges[0].size(1)}, scale.options()) : at::Tensor();
+  box_backward_out<Backend>(input, grad, edges, mirrored, scale, stride_h, stride_w, exact, grad_input, totals);
+  return {grad_input, totals};
 }
 
 template <class Backend>
 void bind(pybind11::module& m) {
-  m.def("integral_image", &integral_image<Backend>, "zero-padded integral images, float32 or float64");
   m.def("box_sums", &box_sums<Backend>, "scaled box sums of every (batch, channel, filter) plane");
-  m.def("box_sums_transposed", &box_sums_transposed<Backend>, "the adjoint of box_sums (the input gradient)");
-  m.def("integral_image_out", &integral_image_out<Backend>, "integral_image written into out");
   m.def("box_sums_out", &box_sums_out<Backend>, "box_sums written into out");
-  m.def("box_sums_transposed_out", &box_sums_transposed_out<Backend>, "box_sums_transposed written into out");
-  m.def("box_slopes", &box_slopes<Backend>, "weighted edge derivatives and sums of the box sums, per box");
+  m.def("box_backward", &box_backward<Backend>, "input gradient and per-box edge-derivative totals of box_sums");
+  m.def("box_backward_out", &box_backward_out<Backend>, "box_backward written into grad_input and totals");
 }
 
 }  // namespace box
