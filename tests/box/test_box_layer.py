@@ -189,6 +189,68 @@ def test_extension_equals_reference_on_cpu():
         torch.testing.assert_close(extension, reference, rtol=1e-4, atol=1e-5 * reference.abs().max().item())
 
 
+def _kernel_inputs(batch: int, channels: int, filters: int, size=(9, 11)):
+    """The compiled CPU kernels and float64 arguments for them: image, output gradient, edges,
+    mirrored edges and scale of a seeded layer's boxes."""
+    from layers.box import extension
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randn(batch, channels, *size, generator=generator, dtype=torch.float64)
+    grad = torch.randn(batch, channels * filters, *size, generator=generator, dtype=torch.float64)
+    torch.manual_seed(1)
+    coordinates = tuple(c.detach().double() for c in BoxConv2d(channels, filters, *size).box_coordinates())
+    edges, mirrored, scale = extension.kernel_arguments(image, coordinates, True, True)
+    return extension.library(torch.device("cpu")), image, grad, edges, mirrored, scale
+
+
+def test_backward_kernels_compute_the_gradients_asked_for_and_no_others():
+    kernels, image, grad, edges, mirrored, scale = _kernel_inputs(2, 3, 2)
+    grad_input, totals = kernels.box_backward(image, grad, edges, mirrored, scale, 1, 1, True, True, True)
+    assert kernels.box_backward(image, grad, edges, mirrored, scale, 1, 1, True, True, False)[1] is None
+    assert kernels.box_backward(image, grad, edges, mirrored, scale, 1, 1, True, False, True)[0] is None
+    only_input = kernels.box_backward(image, grad, edges, mirrored, scale, 1, 1, True, True, False)[0]
+    only_totals = torch.full_like(totals, float("nan"))  # box_backward_out zeroes it first
+    kernels.box_backward_out(image, grad, edges, mirrored, scale, 1, 1, True, None, only_totals)
+    torch.testing.assert_close(only_input, grad_input, rtol=0, atol=0)
+    torch.testing.assert_close(only_totals, totals, rtol=0, atol=0)
+    assert totals.abs().min() > 0  # every box has a gradient here
+
+
+def test_kernels_with_no_boxes_or_no_images_give_zero_gradients():
+    kernels, image, grad, edges, mirrored, scale = _kernel_inputs(2, 3, 2)
+    no_boxes = [edge[:, :0] for edge in edges]
+    out = kernels.box_sums(image, no_boxes, scale[:, :0], 1, 1, True)
+    assert out.shape == (2, 0, 9, 11)
+    grad_input, totals = kernels.box_backward(image, out, no_boxes, no_boxes, scale[:, :0], 1, 1, True, True, True)
+    assert torch.equal(grad_input, torch.zeros_like(image)) and totals.shape == (5, 3, 0)
+    grad_input, totals = kernels.box_backward(image[:0], grad[:0], edges, mirrored, scale, 1, 1, True, True, True)
+    assert grad_input.shape == (0, 3, 9, 11) and torch.equal(totals, torch.zeros(5, 3, 2, dtype=torch.float64))
+
+
+def test_kernels_reject_mismatched_boxes_and_devices():
+    kernels, image, grad, edges, mirrored, scale = _kernel_inputs(2, 3, 2)
+    with pytest.raises(RuntimeError, match=r"mirrored boxes are \[3, 1\], boxes \[3, 2\]"):
+        kernels.box_backward(image, grad, edges, [m[:, :1].contiguous() for m in mirrored], scale, 1, 1, True, True, True)
+    with pytest.raises(RuntimeError, match="mirrored boxes r_hi is Float, expected Double"):
+        kernels.box_backward(image, grad, edges, [mirrored[0], mirrored[1].float(), *mirrored[2:]], scale, 1, 1, True, True, True)
+    with pytest.raises(RuntimeError, match="input is on meta, these kernels run on cpu"):
+        kernels.box_sums(image.to("meta"), edges, scale, 1, 1, True)
+
+
+def test_forward_kernels_split_a_plane_by_box_when_threads_outnumber_planes():
+    kernels, image, _, edges, _, scale = _kernel_inputs(1, 1, 3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # 1 plane, 2 threads: one task per box
+        split = kernels.box_sums(image, edges, scale, 1, 2, True)
+        torch.set_num_threads(1)  # one task for the plane's 3 boxes
+        whole = kernels.box_sums(image, edges, scale, 1, 2, True)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(split, whole, rtol=0, atol=0)
+    assert split.shape == (1, 3, 9, 6) and split.abs().min() > 0
+
+
 def test_failed_build_warns_once_and_returns_none(tmp_path):
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")
