@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from benchmarks.probes import MODES
+from benchmarks.roofline import PATHS
 from engine.profiling import format_count
 
 MODE_LABELS = {"float32": "float32", "bf16_autocast": "bf16 autocast", "compile": "torch.compile"}
@@ -128,17 +129,17 @@ def _extra_lines(outcome: dict) -> list[str]:
         f"Box convolution at {shape['batch']}x{shape['channels']}x{shape['height']}x{shape['width']} {shape['dtype']}, "
         f"{shape['filters']} boxes per channel, {figures['threads']} threads, load {figures['load_average_1min']:.1f}: forward (no grad) "
         "and backward (input and box gradients); `op` as a layer calls it (fresh outputs every call), `kernels` the compiled "
-        "kernels alone into buffers allocated once (`benchmarks/roofline.py`).",
+        "kernels alone into buffers allocated once, also on 1 thread (`benchmarks/roofline.py`).",
         "",
         "| path | pass | ms | bytes counted | MB moved | GB/s achieved | of copy bandwidth | of sum bandwidth |",
         "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     labels = {"compulsory": "compulsory (inputs read, outputs written)", "with_integral_image": "+ float32 integral images, as if written and read"}
-    for path in ("op", "kernels"):
+    for path in PATHS:
         for direction, measured in figures.get(path, {}).items():
             for count, label in labels.items():
                 part = measured[count]
-                lines.append(f"| {path} | {direction} | {_ms(measured['ms'])} | {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} "
+                lines.append(f"| {PATHS[path]} | {direction} | {_ms(measured['ms'])} | {label} | {part['bytes'] / 2**20:.1f} | {part['gb_s']:.2f} "
                              f"| {100 * part['of_copy_bandwidth']:.1f}% | {100 * part['of_sum_bandwidth']:.1f}% |")  # fmt: skip
     return lines
 

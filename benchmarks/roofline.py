@@ -101,6 +101,8 @@ def box_roofline(quick: bool, device: str) -> dict:
             kernels.box_backward_out(x, grad, edges, mirrored, scale, 1, 1, layer.exact, grad_input, totals)
 
         steps["kernels"] = {"forward": forward_kernels, "backward": backward_kernels}
+        if dev.type == "cpu":
+            steps[SINGLE_THREAD] = steps["kernels"]
     repeats = 5 if quick else 20
     element = x.element_size()
     planes, output_planes, plane, integral_plane = batch * channels, batch * channels * filters, height * width, (height + 1) * (width + 1)
@@ -121,11 +123,16 @@ def box_roofline(quick: bool, device: str) -> dict:
         "load_average_1min": os.getloadavg()[0],
         "build": None if kernels is None else kernels.__name__,  # names its instruction set
     }
+    threads = torch.get_num_threads()
     with torch.no_grad():
         for path, directions in steps.items():
             result[path] = {}
             for direction, step in directions.items():
-                ms = median_ms(step, dev, warmup=2, repeats=repeats)
+                torch.set_num_threads(1 if path == SINGLE_THREAD else threads)
+                try:
+                    ms = median_ms(step, dev, warmup=2, repeats=repeats)
+                finally:
+                    torch.set_num_threads(threads)
                 result[path][direction] = {"ms": ms}
                 for count, size in moved[direction].items():
                     achieved = size / GB / (ms / 1e3)
@@ -138,6 +145,11 @@ def box_roofline(quick: bool, device: str) -> dict:
     return result
 
 
+# The timed paths: the op as a layer calls it, its kernels alone, and (on CPU) the kernels on
+# one thread: a pass bound by memory bandwidth gains little from a second thread, one bound by
+# its arithmetic about 2x.
+SINGLE_THREAD = "kernels_1_thread"
+PATHS = {"op": "op", "kernels": "kernels", SINGLE_THREAD: "kernels, 1 thread"}
 COUNTS = {"compulsory": "inputs read, outputs written", "with_integral_image": "+ float32 integral images, as if written and read"}
 
 
@@ -145,7 +157,7 @@ def summarize(rounds: list[dict]) -> dict:
     """Per path, pass and byte count: the median and range over rounds of the time and of the
     fraction of each round's own copy bandwidth."""
     summary = {}
-    for path in ("op", "kernels"):
+    for path in PATHS:
         if path not in rounds[0]:
             continue
         for direction in ("forward", "backward"):
@@ -167,8 +179,10 @@ def markdown_report(report: dict) -> str:
         f"compiled kernels `{report['build']}`; 1-minute load average {report['load_start']:.1f} at the start, {report['load_end']:.1f} at the end.",
         f"{report['rounds']} interleaved rounds per shape; each measures the copy bandwidth (a 128 MB / 512 MB float32 buffer), "
         "then the box forward (no grad) and backward (input and box gradients), median of the round's repeats. `op`: as a layer "
-        "calls it (fresh outputs each call); `kernels`: the compiled kernels alone into buffers allocated once. "
-        "Fractions are of the round's own copy bandwidth (read + write); the table gives the median over rounds and the range.",
+        "calls it (fresh outputs each call); `kernels`: the compiled kernels alone into buffers allocated once; `kernels, 1 thread`: "
+        "the same on one thread (a pass bound by memory bandwidth gains little from more threads, one bound by its arithmetic "
+        "gains about their number). Fractions are of the round's own copy bandwidth (read + write, all threads); the table gives "
+        "the median over rounds and the range.",
         "",
     ]
     for name, shape in report["shapes"].items():
@@ -187,10 +201,14 @@ def markdown_report(report: dict) -> str:
             path, direction = key.split()
             compulsory, integral = entry["compulsory"], entry["with_integral_image"]
             lines.append(
-                f"| {path} | {direction} | {entry['ms']:.2f} | {entry['ms_range'][0]:.2f}-{entry['ms_range'][1]:.2f} "
+                f"| {PATHS[path]} | {direction} | {entry['ms']:.2f} | {entry['ms_range'][0]:.2f}-{entry['ms_range'][1]:.2f} "
                 f"| {100 * compulsory['of_copy_bandwidth']:.1f}% | {100 * compulsory['range'][0]:.1f}-{100 * compulsory['range'][1]:.1f}% "
                 f"| {100 * integral['of_copy_bandwidth']:.1f}% | {100 * integral['range'][0]:.1f}-{100 * integral['range'][1]:.1f}% |"
             )  # fmt: skip
+        summary = shape["summary"]
+        if f"{SINGLE_THREAD} forward" in summary:
+            speedups = {d: summary[f"{SINGLE_THREAD} {d}"]["ms"] / summary[f"kernels {d}"]["ms"] for d in ("forward", "backward")}
+            lines += ["", f"Kernels from 1 to {report['threads']} threads: forward {speedups['forward']:.2f}x, backward {speedups['backward']:.2f}x faster."]
         lines.append("")
     return "\n".join(lines)
 
@@ -218,6 +236,7 @@ def main() -> None:
         "machine": describe_machine(device),
         "build": shapes["quick shape"][0]["build"],
         "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
         "shapes": {name: {"summary": summarize(rounds), "rounds": rounds} for name, rounds in shapes.items()},

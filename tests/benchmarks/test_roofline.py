@@ -13,12 +13,14 @@ def fake_round(quick: bool, device: str, calls: list) -> dict:
     calls.append(quick)
     ms = (10.0 if quick else 100.0) * calls.count(quick)
     figures = {"ms": ms, "compulsory": {"of_copy_bandwidth": 10 / ms}, "with_integral_image": {"of_copy_bandwidth": 20 / ms}}
+    one_thread = {**figures, "ms": 2 * ms}
     return {
         "shape": {"batch": 2 if quick else 8, "channels": 32, "filters": 4, "height": 128, "width": 256, "dtype": "torch.float32"},
         "bandwidth": {"copy_gb_s": 25.0},
         "build": "farconv_box_cpu_avx2",
         "op": {"forward": figures, "backward": figures},
         "kernels": {"forward": figures, "backward": figures},
+        "kernels_1_thread": {"forward": one_thread, "backward": one_thread},
     }
 
 
@@ -34,4 +36,6 @@ def test_rounds_alternate_shapes_and_report_the_median_and_range(tmp_path, monke
     assert quick["compulsory"]["of_copy_bandwidth"] == 10 / 20.0
     markdown = (tmp_path / "box_roofline_cpu.md").read_text()
     assert "| kernels | backward | 200.00 | 100.00-300.00 | 5.0% | 3.3-10.0% | 10.0% | 6.7-20.0% |" in markdown
+    assert "| kernels, 1 thread | backward | 400.00 | 200.00-600.00 |" in markdown
+    assert "threads: forward 2.00x, backward 2.00x faster." in markdown
     assert "3 interleaved rounds per shape" in markdown and "farconv_box_cpu_avx2" in markdown
