@@ -68,7 +68,10 @@ def _prepare(input: Tensor, coordinates: Coordinates, exact: bool) -> tuple[Coor
 def kernel_arguments(input: Tensor, coordinates: Coordinates, normalize: bool, exact: bool) -> tuple[list[Tensor], list[Tensor], Tensor]:
     """`(edges, mirrored edges, scale)` as the kernels take them: the boxes' half-open ranges, those
     of the mirrored boxes (for the input gradient) and the per-box output scale."""
-    box, area = _prepare(input, coordinates, exact)
+    return _arguments(*_prepare(input, coordinates, exact), normalize)
+
+
+def _arguments(box: Coordinates, area: Tensor, normalize: bool) -> tuple[list[Tensor], list[Tensor], Tensor]:
     b_x_min, b_x_max, b_y_min, b_y_max = box
     scale = (area.reciprocal() if normalize else torch.ones_like(area)).contiguous()
     return _edges(box), _edges((-b_x_max, -b_x_min, -b_y_max, -b_y_min)), scale
@@ -81,8 +84,8 @@ def forward(input, x_min, x_max, y_min, y_max, stride, normalize, exact) -> Tens
 
 
 def backward(grad_output, input, x_min, x_max, y_min, y_max, stride, normalize, exact, needs_input_grad, needs_box_grad):
-    box, _ = _prepare(input, (x_min, x_max, y_min, y_max), exact)
-    edges, mirrored, scale = kernel_arguments(input, (x_min, x_max, y_min, y_max), normalize, exact)
+    box, area = _prepare(input, (x_min, x_max, y_min, y_max), exact)
+    edges, mirrored, scale = _arguments(box, area, normalize)
     grad = grad_output.to(scale.dtype).contiguous()
     grad_input, totals = library(input.device).box_backward(
         input, grad, edges, mirrored, scale, stride[0], stride[1], exact, needs_input_grad, needs_box_grad,

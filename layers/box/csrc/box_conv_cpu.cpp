@@ -209,13 +209,23 @@ struct BoxRows {
 
   const acc_t* line(int r) const { return S + static_cast<int64_t>(r) * (W + 1); }
 
-  // row[l] = P(i s + r_hi, l) - P(i s + r_lo, l) for every prefix column l.
-  void combine(int i) {
+  // The rows of S that output row i's two row edges interpolate, and their fractions.
+  struct RowEdges {
+    Taps<acc_t> top, bottom;
+    const acc_t *t0, *t1, *b0, *b1;
+  };
+
+  RowEdges row_edges(int i) const {
     const Taps<acc_t> top = locate(acc_t(i * stride_h) + r_lo, H);
     const Taps<acc_t> bottom = locate(acc_t(i * stride_h) + r_hi, H);
-    const acc_t *__restrict t0 = line(top.cell), *__restrict t1 = line(top.cell + 1);
-    const acc_t *__restrict b0 = line(bottom.cell), *__restrict b1 = line(bottom.cell + 1);
-    const acc_t ft = top.fraction, fb = bottom.fraction;
+    return {top, bottom, line(top.cell), line(top.cell + 1), line(bottom.cell), line(bottom.cell + 1)};
+  }
+
+  // row[l] = P(i s + r_hi, l) - P(i s + r_lo, l) for every prefix column l.
+  void combine(int i) {
+    const RowEdges edges = row_edges(i);
+    const acc_t *__restrict t0 = edges.t0, *__restrict t1 = edges.t1, *__restrict b0 = edges.b0, *__restrict b1 = edges.b1;
+    const acc_t ft = edges.top.fraction, fb = edges.bottom.fraction;
     acc_t* __restrict virtual_row = row.data();
     for (int l = 0; l <= W; ++l) {
       virtual_row[l] = (b0[l] + fb * (b1[l] - b0[l])) - (t0[l] + ft * (t1[l] - t0[l]));
@@ -226,12 +236,10 @@ struct BoxRows {
   // and bottom_cell, when those are the cells the row edges interpolate (an edge strictly
   // inside the image: the usual case); false, doing nothing, otherwise.
   bool combine_with_slopes(int i, int top_cell, int bottom_cell, acc_t* __restrict top_row, acc_t* __restrict bottom_row) {
-    const Taps<acc_t> top = locate(acc_t(i * stride_h) + r_lo, H);
-    const Taps<acc_t> bottom = locate(acc_t(i * stride_h) + r_hi, H);
-    if (top.cell != top_cell || bottom.cell != bottom_cell) return false;
-    const acc_t *__restrict t0 = line(top.cell), *__restrict t1 = line(top.cell + 1);
-    const acc_t *__restrict b0 = line(bottom.cell), *__restrict b1 = line(bottom.cell + 1);
-    const acc_t ft = top.fraction, fb = bottom.fraction;
+    const RowEdges edges = row_edges(i);
+    if (edges.top.cell != top_cell || edges.bottom.cell != bottom_cell) return false;
+    const acc_t *__restrict t0 = edges.t0, *__restrict t1 = edges.t1, *__restrict b0 = edges.b0, *__restrict b1 = edges.b1;
+    const acc_t ft = edges.top.fraction, fb = edges.bottom.fraction;
     acc_t* __restrict virtual_row = row.data();
     for (int l = 0; l <= W; ++l) {
       const acc_t top_slope = t1[l] - t0[l], bottom_slope = b1[l] - b0[l];
